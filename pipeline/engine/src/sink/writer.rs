@@ -1,0 +1,258 @@
+//! One split's shard writer: zstd Parquet files rolled by size, each written to a temporary
+//! name, fsynced and renamed when it is complete.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::SinkError;
+use super::batch::BatchBuilder;
+use crate::bytesize::ByteSize;
+use crate::fsutil;
+use crate::record::Record;
+use crate::schema::RecordSchema;
+
+/// Default size at which a shard is closed and the next one started.
+pub const DEFAULT_SHARD_BYTES: ByteSize = ByteSize::mib(256);
+/// Default maximum rows in one Parquet row group.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 100_000;
+/// Default maximum encoded bytes of one Parquet row group.
+pub const DEFAULT_ROW_GROUP_BYTES: ByteSize = ByteSize::mib(64);
+/// Default zstd level: level 3 is zstd's own default and the usual speed/size trade-off.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Rows buffered before they are handed to the Parquet writer as one record batch.
+const BATCH_ROWS: usize = 4096;
+/// Buffered string bytes that also cut a record batch, so long texts do not pile up.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Size limits and compression for shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardOptions {
+    pub shard_bytes: ByteSize,
+    pub row_group_rows: usize,
+    pub row_group_bytes: ByteSize,
+    pub zstd_level: i32,
+}
+
+impl Default for ShardOptions {
+    fn default() -> Self {
+        Self {
+            shard_bytes: DEFAULT_SHARD_BYTES,
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            row_group_bytes: DEFAULT_ROW_GROUP_BYTES,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+impl ShardOptions {
+    /// Checks the limits without touching the file system.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shard_bytes.as_u64() == 0 {
+            return Err("shard_bytes must be greater than 0".into());
+        }
+        if self.row_group_rows == 0 {
+            return Err("row_group_rows must be greater than 0".into());
+        }
+        if self.row_group_bytes.as_u64() == 0 {
+            return Err("row_group_bytes must be greater than 0".into());
+        }
+        ZstdLevel::try_new(self.zstd_level)
+            .map_err(|_| format!("zstd_level {} is invalid: use 1 to 22", self.zstd_level))?;
+        Ok(())
+    }
+
+    fn writer_properties(&self) -> Result<WriterProperties, SinkError> {
+        let level = ZstdLevel::try_new(self.zstd_level)?;
+        Ok(WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_max_row_group_bytes(Some(self.row_group_bytes.as_u64() as usize))
+            .set_created_by(format!("kenning {}", env!("CARGO_PKG_VERSION")))
+            .build())
+    }
+}
+
+/// A complete shard in the staging folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinishedShard {
+    pub split: String,
+    pub index: u32,
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Returns the staging file name of shard `index` of `split`.
+pub fn staged_name(split: &str, index: u32) -> String {
+    format!("{split}-{index:05}.parquet")
+}
+
+/// A file that hashes and counts what is written to it.
+struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+struct OpenShard {
+    index: u32,
+    tmp_path: PathBuf,
+    writer: ArrowWriter<HashingFile>,
+    rows: u64,
+}
+
+/// Writes one split's records into a sequence of shards.
+pub struct ShardWriter {
+    dir: PathBuf,
+    split: String,
+    schema: RecordSchema,
+    options: ShardOptions,
+    properties: WriterProperties,
+    next_index: u32,
+    open: Option<OpenShard>,
+    batch: BatchBuilder,
+}
+
+impl ShardWriter {
+    /// Creates a writer whose first shard gets number `first_index` in folder `dir`.
+    pub fn new(
+        dir: &Path,
+        split: &str,
+        schema: RecordSchema,
+        options: ShardOptions,
+        first_index: u32,
+    ) -> Result<Self, SinkError> {
+        let properties = options.writer_properties()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            split: split.to_string(),
+            batch: BatchBuilder::new(schema.clone()),
+            schema,
+            options,
+            properties,
+            next_index: first_index,
+            open: None,
+        })
+    }
+
+    /// Returns the number of the shard that the next pushed record will land in.
+    pub fn current_index(&self) -> u32 {
+        self.open.as_ref().map_or(self.next_index, |open| open.index)
+    }
+
+    /// Buffers one record; returns the shard that this push completed, if any.
+    pub fn push(&mut self, record: &Record) -> Result<Option<FinishedShard>, SinkError> {
+        self.batch.append(record)?;
+        if self.batch.rows() >= BATCH_ROWS || self.batch.buffered_bytes() >= BATCH_BYTES {
+            return self.flush_batch();
+        }
+        Ok(None)
+    }
+
+    /// Writes the buffered rows and completes the open shard, if it holds any rows.
+    pub fn finish(mut self) -> Result<Option<FinishedShard>, SinkError> {
+        if self.batch.rows() > 0 {
+            let batch = self.batch.finish()?;
+            self.open_shard()?.write(&batch)?;
+            self.open.as_mut().expect("shard was just opened").rows += batch.num_rows() as u64;
+        }
+        match self.open.take() {
+            Some(open) => self.close(open).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn flush_batch(&mut self) -> Result<Option<FinishedShard>, SinkError> {
+        let batch = self.batch.finish()?;
+        let target = self.options.shard_bytes.as_u64();
+
+        let writer = self.open_shard()?;
+        writer.write(&batch)?;
+        let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
+        let open = self.open.as_mut().expect("shard was just opened");
+        open.rows += batch.num_rows() as u64;
+
+        if size >= target {
+            let open = self.open.take().expect("shard is open");
+            return self.close(open).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn open_shard(&mut self) -> Result<&mut ArrowWriter<HashingFile>, SinkError> {
+        if self.open.is_none() {
+            let index = self.next_index;
+            let tmp_path = self
+                .dir
+                .join(format!("{}.tmp", staged_name(&self.split, index)));
+            let file = File::create(&tmp_path).map_err(|source| SinkError::Io {
+                path: tmp_path.clone(),
+                source,
+            })?;
+            let sink = HashingFile {
+                file,
+                hasher: Sha256::new(),
+                bytes: 0,
+            };
+            let writer = ArrowWriter::try_new(
+                sink,
+                self.schema.arrow().clone(),
+                Some(self.properties.clone()),
+            )?;
+            self.next_index += 1;
+            self.open = Some(OpenShard {
+                index,
+                tmp_path,
+                writer,
+                rows: 0,
+            });
+        }
+        Ok(&mut self.open.as_mut().expect("shard is open").writer)
+    }
+
+    fn close(&mut self, open: OpenShard) -> Result<FinishedShard, SinkError> {
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SinkError::Io { path, source }
+        };
+
+        let sink = open.writer.into_inner()?;
+        sink.file.sync_all().map_err(io_error(&open.tmp_path))?;
+
+        let path = self.dir.join(staged_name(&self.split, open.index));
+        fs::rename(&open.tmp_path, &path).map_err(io_error(&path))?;
+        fsutil::sync_parent(&path).map_err(io_error(&path))?;
+
+        tracing::debug!(split = %self.split, index = open.index, rows = open.rows, bytes = sink.bytes, "shard finished");
+        Ok(FinishedShard {
+            split: self.split.clone(),
+            index: open.index,
+            path,
+            rows: open.rows,
+            bytes: sink.bytes,
+            sha256: hex::encode(sink.hasher.finalize()),
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! The stage interface: a task that reads records from one bounded channel and writes records
+//! to the next.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::record::{Record, RecordKey};
+use crate::schema::Column;
+
+/// A boxed future, so that stages of different types fit in one pipeline.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Keys that earlier runs already stored. A stage whose records are expensive (an LLM call)
+/// checks it before doing the work; the sink skips such records in any case.
+#[derive(Clone, Debug, Default)]
+pub struct DoneKeys(Arc<HashSet<u128>>);
+
+impl DoneKeys {
+    pub fn new(digests: Arc<HashSet<u128>>) -> Self {
+        Self(digests)
+    }
+
+    pub fn contains(&self, key: &RecordKey) -> bool {
+        !self.0.is_empty() && self.0.contains(&key.digest())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The channels and shared state a stage runs with.
+pub struct StageContext {
+    pub input: mpsc::Receiver<Record>,
+    pub output: mpsc::Sender<Record>,
+    pub done: DoneKeys,
+}
+
+/// Token counts and cost of the model calls a stage made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Cost in US dollars, when the provider's prices are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// What a stage records about how its output was made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// SHA-256 of each prompt template used, by template name.
+    pub prompts: BTreeMap<String, String>,
+    pub model: Option<String>,
+    pub sampling: Option<serde_json::Value>,
+    pub seed: Option<u64>,
+    /// The stage's other settings.
+    pub settings: serde_json::Value,
+}
+
+/// Counts of one stage's work in this run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Records not produced because an earlier run stored them.
+    pub skipped_done: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Failure of a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("stage `{stage}` failed: {message}")]
+    Failed { stage: String, message: String },
+    /// The next stage or the sink stopped reading, because it failed.
+    #[error("stage `{stage}` stopped because the next stage or the sink stopped")]
+    Closed { stage: String },
+}
+
+/// A step of the pipeline.
+pub trait Stage: Send {
+    /// Short name, used in record keys and logs; lowercase letters, digits and `-`.
+    fn name(&self) -> &'static str;
+
+    /// Stage-specific columns of the records this stage emits.
+    fn columns(&self) -> Vec<Column>;
+
+    /// Settings, prompts and model that the manifest records for this stage.
+    fn provenance(&self) -> Provenance;
+
+    /// Consumes `context.input` until it closes, sending results to `context.output`.
+    fn run(self: Box<Self>, context: StageContext) -> BoxFuture<Result<StageReport, StageError>>;
+}

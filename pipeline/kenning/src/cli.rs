@@ -1,0 +1,162 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kenning_chunk::TokenizerSpec;
+use kenning_pipeline::bytesize::ByteSize;
+use kenning_pipeline::config::InputFormat;
+
+/// Synthetic data for knowledge injection: rewrite a corpus many ways and write it as
+/// Hugging Face Parquet shards.
+#[derive(Debug, Parser)]
+#[command(name = "kenning", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Log more detail (-v debug, -vv trace). RUST_LOG overrides both flags.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Split documents into overlapping passages and write them as Parquet shards.
+    Chunk(ChunkArgs),
+    /// Run the pipeline described by a TOML file.
+    Run(RunArgs),
+}
+
+/// Where documents come from.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input: a .jsonl, .json (array or SQuAD), .parquet file, or a folder of .txt/.md files.
+    #[arg(long, short)]
+    pub input: PathBuf,
+
+    /// Input layout: auto, jsonl, json, squad, parquet or text-dir.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    pub format: InputFormat,
+
+    /// Field that holds the document id; documents without one get a content-hash id.
+    #[arg(long, default_value = "id")]
+    pub id_field: String,
+
+    /// Field that holds the title.
+    #[arg(long, default_value = "title")]
+    pub title_field: String,
+
+    /// Field that holds the text (SQuAD files use `context` while this is `text`).
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+
+    /// Write invalid records to OUT/rejects.jsonl with the reason instead of stopping.
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    /// Read at most this many valid documents.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+/// Where and how the output is written.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output folder: shards go to OUT/data, with OUT/manifest.json and the card OUT/README.md.
+    #[arg(long, short)]
+    pub out: PathBuf,
+
+    /// Split name of the records, such as train.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+
+    /// License id for the dataset card, such as cc-by-sa-4.0.
+    #[arg(long, default_value = "other")]
+    pub license: String,
+
+    /// Close a shard once it reaches this size (bytes, or with a unit: 256MiB, 1GB).
+    #[arg(long, default_value = "256MiB")]
+    pub shard_bytes: ByteSize,
+
+    /// Maximum rows in one Parquet row group.
+    #[arg(long, default_value_t = kenning_pipeline::sink::writer::DEFAULT_ROW_GROUP_ROWS)]
+    pub row_group_rows: usize,
+
+    /// Maximum encoded size of one Parquet row group (bytes, or with a unit).
+    #[arg(long, default_value = "64MiB")]
+    pub row_group_bytes: ByteSize,
+
+    /// zstd compression level, 1 (fastest) to 22 (smallest).
+    #[arg(long, default_value_t = kenning_pipeline::sink::writer::DEFAULT_ZSTD_LEVEL)]
+    pub zstd_level: i32,
+
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// Options that change how a run behaves but not what it writes.
+#[derive(Clone, Debug, Args)]
+pub struct RunOptions {
+    /// Delete an earlier run's output in OUT and start again, instead of resuming it.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChunkArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Maximum tokens in one passage.
+    #[arg(long, default_value_t = kenning_chunk::DEFAULT_MAX_TOKENS)]
+    pub max_tokens: usize,
+
+    /// Tokens shared by neighbouring passages.
+    #[arg(long, default_value_t = kenning_chunk::DEFAULT_OVERLAP)]
+    pub overlap: usize,
+
+    /// Tokenizer that counts tokens: words, whitespace, or the path of a tokenizer.json.
+    #[arg(long, default_value = "words")]
+    pub tokenizer: TokenizerSpec,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline file (TOML) with [input], [output] and [[stages]] tables.
+    pub config: PathBuf,
+
+    /// Replace input.path from the file.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+
+    /// Replace output.dir from the file.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+
+    /// Replace input.limit from the file.
+    #[arg(long)]
+    pub limit: Option<u64>,
+
+    /// Set input.skip_invalid.
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+fn parse_format(value: &str) -> Result<InputFormat, String> {
+    value.parse()
+}

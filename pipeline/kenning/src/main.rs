@@ -1,0 +1,52 @@
+//! The `kenning` command.
+
+mod cli;
+mod pipeline;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+
+    let result = match cli.command {
+        Command::Chunk(args) => pipeline::config_from_chunk_args(args),
+        Command::Run(args) => pipeline::config_from_file(args),
+    }
+    .and_then(|(config, options)| pipeline::run(config, options));
+
+    match result {
+        Ok(summary) => {
+            summary::print(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.
+fn init_logging(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let default = format!("kenning={level},kenning_pipeline={level},kenning_chunk={level},warn");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
