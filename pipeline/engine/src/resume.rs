@@ -116,6 +116,11 @@ fn describe_changes(old: &Value, new: &Value) -> String {
                     walk(&child, a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null), out);
                 }
             }
+            (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    walk(&format!("{path}[{i}]"), x, y, out);
+                }
+            }
             _ if old != new => out.push(format!("{path}: {old} → {new}")),
             _ => {}
         }

@@ -67,7 +67,8 @@ pub fn from_object(
         Some(Value::String(title)) => Some(title.clone()),
         Some(other) => {
             return Err(format!(
-                "field `{}` is {}, expected a string or null",
+                "field `{}` is {}, expected a string or null. Store the title as a JSON \
+                 string, or remove it",
                 names.title,
                 kind(other)
             ));

@@ -94,6 +94,15 @@ impl JsonlEntries {
                     .to_string(),
             );
         }
+        // serde_json would report a raw NUL byte as a control character in a string, or as a
+        // syntax error outside one, so it is named here first.
+        if let Some(offset) = bytes.iter().position(|&b| b == 0) {
+            return problem(format!(
+                "contains a NUL byte (0x00) at byte {} of the line. Remove it; NUL is never valid \
+                 in text",
+                offset + 1
+            ));
+        }
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
             Err(error) => {

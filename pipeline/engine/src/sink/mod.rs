@@ -262,7 +262,11 @@ impl ShardSink {
                 if self.contains(digest) {
                     continue;
                 }
-                self.current.insert(digest);
+                // Replayed rows count as done before this run, so that a stage producing
+                // them again is skipped like any row of a finished shard.
+                Arc::get_mut(&mut self.previous)
+                    .expect("the key index is not shared while journals are replayed")
+                    .insert(digest);
                 self.store(&record)?;
                 self.stats.replayed_rows += 1;
             }

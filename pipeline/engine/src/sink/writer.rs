@@ -133,6 +133,8 @@ pub struct ShardWriter {
     next_index: u32,
     open: Option<OpenShard>,
     batch: BatchBuilder,
+    batch_rows: usize,
+    batch_bytes: usize,
 }
 
 impl ShardWriter {
@@ -145,7 +147,15 @@ impl ShardWriter {
         first_index: u32,
     ) -> Result<Self, SinkError> {
         let properties = options.writer_properties()?;
+        // Size checks happen once per batch, so batches stay well below the shard and row
+        // group limits; otherwise small shards would overshoot their target by a whole batch.
+        let batch_rows = BATCH_ROWS.min(options.row_group_rows);
+        let batch_bytes = BATCH_BYTES
+            .min((options.shard_bytes.as_u64() / 8) as usize)
+            .max(1);
         Ok(Self {
+            batch_rows,
+            batch_bytes,
             dir: dir.to_path_buf(),
             split: split.to_string(),
             batch: BatchBuilder::new(schema.clone()),
@@ -165,7 +175,7 @@ impl ShardWriter {
     /// Buffers one record; returns the shard that this push completed, if any.
     pub fn push(&mut self, record: &Record) -> Result<Option<FinishedShard>, SinkError> {
         self.batch.append(record)?;
-        if self.batch.rows() >= BATCH_ROWS || self.batch.buffered_bytes() >= BATCH_BYTES {
+        if self.batch.rows() >= self.batch_rows || self.batch.buffered_bytes() >= self.batch_bytes {
             return self.flush_batch();
         }
         Ok(None)
