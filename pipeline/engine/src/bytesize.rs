@@ -93,7 +93,10 @@ mod tests {
         assert_eq!("123".parse::<ByteSize>().unwrap(), ByteSize(123));
         assert_eq!("64KB".parse::<ByteSize>().unwrap(), ByteSize(64_000));
         assert_eq!("256MiB".parse::<ByteSize>().unwrap(), ByteSize(256 << 20));
-        assert_eq!("1.5GB".parse::<ByteSize>().unwrap(), ByteSize(1_500_000_000));
+        assert_eq!(
+            "1.5GB".parse::<ByteSize>().unwrap(),
+            ByteSize(1_500_000_000)
+        );
         assert_eq!("2M".parse::<ByteSize>().unwrap(), ByteSize(2 << 20));
     }
 

@@ -41,7 +41,11 @@ pub fn render(manifest: &Manifest, license: &str, pipeline: &str) -> String {
     card.push_str("configs:\n- config_name: default\n  data_files:\n");
     for split in manifest.splits.keys() {
         let _ = writeln!(card, "  - split: {}", yaml_string(split));
-        let _ = writeln!(card, "    path: {}", yaml_string(&format!("data/{split}-*")));
+        let _ = writeln!(
+            card,
+            "    path: {}",
+            yaml_string(&format!("data/{split}-*"))
+        );
     }
     card.push_str("dataset_info:\n  features:\n");
     for column in &manifest.columns {
@@ -85,7 +89,11 @@ pub fn render(manifest: &Manifest, license: &str, pipeline: &str) -> String {
 
     card.push_str("## Statistics\n\n| split | rows | shards | bytes |\n|---|---:|---:|---:|\n");
     for (name, split) in &manifest.splits {
-        let _ = writeln!(card, "| {name} | {} | {} | {} |", split.rows, split.shards, split.bytes);
+        let _ = writeln!(
+            card,
+            "| {name} | {} | {} | {} |",
+            split.rows, split.shards, split.bytes
+        );
     }
     let _ = writeln!(
         card,
@@ -98,7 +106,11 @@ pub fn render(manifest: &Manifest, license: &str, pipeline: &str) -> String {
 
     card.push_str("\n## Columns\n\n| column | type | description |\n|---|---|---|\n");
     for column in &manifest.columns {
-        let _ = writeln!(card, "| `{}` | {} | {} |", column.name, column.dtype, column.description);
+        let _ = writeln!(
+            card,
+            "| `{}` | {} | {} |",
+            column.name, column.dtype, column.description
+        );
     }
     card.push_str(
         "\n## Loading\n\n```python\nfrom datasets import load_dataset\n\

@@ -190,7 +190,9 @@ impl OutputConfig {
             ));
         }
         if self.license.trim().is_empty() {
-            return Err("output.license is empty: give a license id such as `cc-by-4.0` or `other`".into());
+            return Err(
+                "output.license is empty: give a license id such as `cc-by-4.0` or `other`".into(),
+            );
         }
         if self.channel_capacity == 0 {
             return Err("output.channel_capacity must be at least 1".into());

@@ -12,7 +12,7 @@ use crate::card;
 use crate::config::{InputConfig, OutputConfig};
 use crate::fsutil;
 use crate::input::{self, InputError, Item, Problem};
-use crate::manifest::{self, ColumnEntry, InputSummary, Manifest, MANIFEST_VERSION};
+use crate::manifest::{self, ColumnEntry, InputSummary, MANIFEST_VERSION, Manifest};
 use crate::progress;
 use crate::record::{Record, RecordKey};
 use crate::resume::{self, ResumeError, RunState, Start, StatePaths, Status};
@@ -177,7 +177,10 @@ impl Engine {
         };
         let done = DoneKeys::new(sink.previous_keys());
         if !done.is_empty() {
-            tracing::info!(rows = done.len(), "resuming: rows of earlier runs are kept and not produced again");
+            tracing::info!(
+                rows = done.len(),
+                "resuming: rows of earlier runs are kept and not produced again"
+            );
         }
 
         let bar = progress::documents_bar(documents, self.progress);
@@ -220,11 +223,16 @@ impl Engine {
             tokio::task::spawn_blocking(move || send_documents(&input, &split, &source_tx, &bar))
         };
 
-        let source_result = source_task.await.map_err(|e| EngineError::Task(e.to_string()))?;
+        let source_result = source_task
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?;
         let mut reports = Vec::new();
         let mut stage_error = None;
         for (name, task) in stage_tasks {
-            match task.await.map_err(|e| EngineError::Task(format!("stage {name}: {e}")))? {
+            match task
+                .await
+                .map_err(|e| EngineError::Task(format!("stage {name}: {e}")))?
+            {
                 Ok(report) => reports.push(report),
                 Err(error @ StageError::Failed { .. }) => {
                     stage_error.get_or_insert(error);
@@ -234,7 +242,9 @@ impl Engine {
                 }
             }
         }
-        let sink_result = sink_task.await.map_err(|e| EngineError::Task(e.to_string()))?;
+        let sink_result = sink_task
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?;
         bar.finish_and_clear();
 
         source_result?;
@@ -263,7 +273,8 @@ impl Engine {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or_else(|| ResumeError::CorruptState {
                 path: manifest_path.clone(),
-                message: "the run state says complete but the manifest is missing or unreadable".into(),
+                message: "the run state says complete but the manifest is missing or unreadable"
+                    .into(),
             })?;
         let shards = manifest["shards"].as_array().map_or(0, Vec::len);
         let rows = manifest["shards"]
@@ -422,7 +433,10 @@ fn invalid_records(problems: &[Problem]) -> EngineError {
         .map(|p| format!("  {p}"))
         .collect();
     if problems.len() > LISTED_PROBLEMS {
-        listing.push(format!("  ... and {} more", problems.len() - LISTED_PROBLEMS));
+        listing.push(format!(
+            "  ... and {} more",
+            problems.len() - LISTED_PROBLEMS
+        ));
     }
     EngineError::InvalidRecords {
         count: problems.len(),

@@ -47,6 +47,10 @@ mod tests {
 
         assert_eq!(fs::read(&path).unwrap(), b"second");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "the temporary file must be renamed away");
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "the temporary file must be renamed away"
+        );
     }
 }

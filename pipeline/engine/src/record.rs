@@ -102,7 +102,13 @@ mod tests {
     fn key_text_and_digest_agree() {
         let key = RecordKey::new("doc/with/slashes", "chunk", "passage", 3);
         assert_eq!(key.to_string(), "doc/with/slashes/chunk/passage/3");
-        assert_eq!(key.digest(), digest_key_text("doc/with/slashes/chunk/passage/3"));
-        assert_ne!(key.digest(), RecordKey::new("doc", "chunk", "passage", 4).digest());
+        assert_eq!(
+            key.digest(),
+            digest_key_text("doc/with/slashes/chunk/passage/3")
+        );
+        assert_ne!(
+            key.digest(),
+            RecordKey::new("doc", "chunk", "passage", 4).digest()
+        );
     }
 }

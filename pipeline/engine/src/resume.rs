@@ -88,11 +88,16 @@ pub fn now_rfc3339() -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
 
     format!(
@@ -112,8 +117,17 @@ fn describe_changes(old: &Value, new: &Value) -> String {
                 keys.sort();
                 keys.dedup();
                 for key in keys {
-                    let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                    walk(&child, a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null), out);
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(
+                        &child,
+                        a.get(key).unwrap_or(&Value::Null),
+                        b.get(key).unwrap_or(&Value::Null),
+                        out,
+                    );
                 }
             }
             (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -249,20 +263,31 @@ mod tests {
         let old = json!({"chunk": {"max_tokens": 512, "overlap": 64}});
         let new = json!({"chunk": {"max_tokens": 256, "overlap": 64}});
 
-        assert!(matches!(paths.prepare(&old, false).unwrap(), Start::Fresh(_)));
+        assert!(matches!(
+            paths.prepare(&old, false).unwrap(),
+            Start::Fresh(_)
+        ));
         let error = paths.prepare(&new, false).unwrap_err().to_string();
         assert!(error.contains("chunk.max_tokens: 512 → 256"), "{error}");
         assert!(error.contains("--restart"), "{error}");
 
-        assert!(matches!(paths.prepare(&new, true).unwrap(), Start::Fresh(_)));
-        assert!(matches!(paths.prepare(&new, false).unwrap(), Start::Resume(_)));
+        assert!(matches!(
+            paths.prepare(&new, true).unwrap(),
+            Start::Fresh(_)
+        ));
+        assert!(matches!(
+            paths.prepare(&new, false).unwrap(),
+            Start::Resume(_)
+        ));
     }
 
     #[test]
     fn foreign_folder_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-        let error = StatePaths::new(dir.path()).prepare(&json!({}), false).unwrap_err();
+        let error = StatePaths::new(dir.path())
+            .prepare(&json!({}), false)
+            .unwrap_err();
         assert!(matches!(error, ResumeError::ForeignDir { .. }));
     }
 

@@ -132,14 +132,38 @@ impl RecordSchema {
     /// Returns every column with its card type and description, base columns first.
     pub fn describe(&self) -> Vec<(String, &'static str, String)> {
         let base = [
-            ("key", "string", "Stable record key: doc_id/stage/variant/sample."),
-            ("doc_id", "string", "Id of the source document (a content hash when the input had none)."),
+            (
+                "key",
+                "string",
+                "Stable record key: doc_id/stage/variant/sample.",
+            ),
+            (
+                "doc_id",
+                "string",
+                "Id of the source document (a content hash when the input had none).",
+            ),
             ("stage", "string", "Stage that produced the record."),
-            ("variant", "string", "Variant within the stage, such as a prompt strategy."),
-            ("sample", "uint32", "Sample index within the document, stage and variant."),
-            ("title", "string", "Title of the source document, when it has one."),
+            (
+                "variant",
+                "string",
+                "Variant within the stage, such as a prompt strategy.",
+            ),
+            (
+                "sample",
+                "uint32",
+                "Sample index within the document, stage and variant.",
+            ),
+            (
+                "title",
+                "string",
+                "Title of the source document, when it has one.",
+            ),
             ("text", "string", "The record's text."),
-            ("source", "string", "Input file and line or record the document came from."),
+            (
+                "source",
+                "string",
+                "Input file and line or record the document came from.",
+            ),
         ];
         let mut out: Vec<_> = base
             .iter()
@@ -160,17 +184,26 @@ mod tests {
 
     #[test]
     fn extra_column_cannot_shadow_base() {
-        let err = RecordSchema::new(vec![Column::new("text", ColumnType::Utf8, false, "")])
-            .unwrap_err();
+        let err =
+            RecordSchema::new(vec![Column::new("text", ColumnType::Utf8, false, "")]).unwrap_err();
         assert!(matches!(err, SchemaError::Duplicate(name) if name == "text"));
     }
 
     #[test]
     fn arrow_schema_keeps_declared_order() {
-        let schema =
-            RecordSchema::new(vec![Column::new("token_count", ColumnType::UInt32, true, "")])
-                .unwrap();
-        let names: Vec<_> = schema.arrow().fields().iter().map(|f| f.name().clone()).collect();
+        let schema = RecordSchema::new(vec![Column::new(
+            "token_count",
+            ColumnType::UInt32,
+            true,
+            "",
+        )])
+        .unwrap();
+        let names: Vec<_> = schema
+            .arrow()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names.last().unwrap(), "token_count");
         assert_eq!(names.len(), BASE_COLUMNS.len() + 1);
     }

@@ -20,7 +20,12 @@ use sha2::{Digest, Sha256};
 fn schema() -> RecordSchema {
     RecordSchema::new(vec![
         Column::new("score", ColumnType::UInt32, true, "A nullable number."),
-        Column::new("note", ColumnType::Utf8, true, "A column that may be null in every row."),
+        Column::new(
+            "note",
+            ColumnType::Utf8,
+            true,
+            "A column that may be null in every row.",
+        ),
     ])
     .unwrap()
 }
@@ -48,12 +53,32 @@ fn read_shard(path: &Path) -> (Vec<Row>, arrow_schema::SchemaRef) {
     let mut rows = Vec::new();
     for batch in builder.build().unwrap() {
         let batch: RecordBatch = batch.unwrap();
-        let key = batch.column_by_name("key").unwrap().as_string::<i32>().clone();
-        let title = batch.column_by_name("title").unwrap().as_string::<i32>().clone();
-        let text = batch.column_by_name("text").unwrap().as_string::<i32>().clone();
-        let score = batch.column_by_name("score").unwrap().as_primitive::<UInt32Type>().clone();
+        let key = batch
+            .column_by_name("key")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let title = batch
+            .column_by_name("title")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let text = batch
+            .column_by_name("text")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let score = batch
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<UInt32Type>()
+            .clone();
         let note = batch.column_by_name("note").unwrap();
-        assert_eq!(note.null_count(), batch.num_rows(), "the note column is all null");
+        assert_eq!(
+            note.null_count(),
+            batch.num_rows(),
+            "the note column is all null"
+        );
         for i in 0..batch.num_rows() {
             rows.push((
                 key.value(i).to_string(),

@@ -119,7 +119,8 @@ pub fn config_from_file(args: RunArgs) -> anyhow::Result<(PipelineConfig, RunOpt
 pub fn read_pipeline_file(path: &Path) -> anyhow::Result<PipelineConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid pipeline file {}: {e}", path.display()))
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid pipeline file {}: {e}", path.display()))
 }
 
 /// Validates the configuration, then runs it on a Tokio runtime.

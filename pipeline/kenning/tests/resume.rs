@@ -36,7 +36,8 @@ fn write_corpus(path: &Path, documents: usize, words: usize, seed: u64) {
         } else {
             format!("Doc {d}").into()
         };
-        let line = serde_json::json!({"id": format!("doc-{d}"), "title": title, "text": text.join(" ")});
+        let line =
+            serde_json::json!({"id": format!("doc-{d}"), "title": title, "text": text.join(" ")});
         lines.push_str(&line.to_string());
         lines.push('\n');
     }
@@ -97,7 +98,11 @@ fn read_rows(out: &Path) -> BTreeMap<String, Vec<String>> {
                     .collect();
                 let key = values[0].clone();
                 let duplicate = rows.insert(key.clone(), values);
-                assert!(duplicate.is_none(), "key {key} is stored twice ({})", shard.display());
+                assert!(
+                    duplicate.is_none(),
+                    "key {key} is stored twice ({})",
+                    shard.display()
+                );
             }
         }
     }
@@ -169,7 +174,11 @@ fn kill_at_random_points_then_resume() {
             String::from_utf8_lossy(&output.stdout)
         );
         for (key, row) in &reference {
-            assert_eq!(resumed.get(key), Some(row), "seed {seed}, sequence {sequence}: row {key}");
+            assert_eq!(
+                resumed.get(key),
+                Some(row),
+                "seed {seed}, sequence {sequence}: row {key}"
+            );
         }
         let rows: u64 = manifest(&out)["shards"]
             .as_array()
@@ -184,7 +193,10 @@ fn kill_at_random_points_then_resume() {
         );
     }
     eprintln!("{kills} runs killed before they finished (seed {seed})");
-    assert!(kills >= 10, "only {kills} runs were killed before they finished (seed {seed})");
+    assert!(
+        kills >= 10,
+        "only {kills} runs were killed before they finished (seed {seed})"
+    );
 }
 
 #[test]
@@ -222,7 +234,10 @@ fn complete_run_is_not_repeated() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("Nothing to do"), "{stdout}");
     assert_eq!(read_rows(&out), before);
-    assert_eq!(fs::read(out.join("manifest.json")).unwrap(), manifest_before);
+    assert_eq!(
+        fs::read(out.join("manifest.json")).unwrap(),
+        manifest_before
+    );
 }
 
 #[test]
@@ -238,7 +253,11 @@ fn foreign_output_folder_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("not written by kenning"), "{stderr}");
-    assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "nothing is added to the folder");
+    assert_eq!(
+        fs::read_dir(&out).unwrap().count(),
+        1,
+        "nothing is added to the folder"
+    );
 }
 
 #[test]
@@ -250,8 +269,14 @@ fn pyarrow_and_duckdb_read_every_shard() {
         Path::new(&python).exists(),
         "{python} not found: run `just setup`, or set KENNING_PYTHON to a Python with pyarrow and duckdb"
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/check_shards.py");
-    let squad = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets/squad_val_200.json");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/check_shards.py"
+    );
+    let squad = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets/squad_val_200.json"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus.jsonl");
@@ -270,7 +295,11 @@ fn pyarrow_and_duckdb_read_every_shard() {
     for (name, input) in cases {
         let out = dir.path().join(name);
         run(chunk_command(&input, &out));
-        let check = Command::new(&python).arg(script).arg(&out).output().unwrap();
+        let check = Command::new(&python)
+            .arg(script)
+            .arg(&out)
+            .output()
+            .unwrap();
         assert!(
             check.status.success(),
             "{name}: {}{}",
@@ -278,6 +307,10 @@ fn pyarrow_and_duckdb_read_every_shard() {
             String::from_utf8_lossy(&check.stderr)
         );
         let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
-        assert_eq!(report["rows"].as_u64().unwrap() as usize, read_rows(&out).len(), "{name}");
+        assert_eq!(
+            report["rows"].as_u64().unwrap() as usize,
+            read_rows(&out).len(),
+            "{name}"
+        );
     }
 }

@@ -16,7 +16,10 @@ pub struct Passage {
 /// # Panics
 /// If `overlap >= max_tokens`, which the configuration check rules out.
 pub fn split_passages(spans: &[Range<usize>], max_tokens: usize, overlap: usize) -> Vec<Passage> {
-    assert!(overlap < max_tokens, "overlap must be smaller than max_tokens");
+    assert!(
+        overlap < max_tokens,
+        "overlap must be smaller than max_tokens"
+    );
     let step = max_tokens - overlap;
     let mut passages = Vec::new();
     let mut start = 0;
@@ -46,7 +49,13 @@ mod tests {
     #[test]
     fn short_document_is_one_passage() {
         let passages = split_passages(&spans(5), 10, 2);
-        assert_eq!(passages, [Passage { bytes: 0..9, tokens: 5 }]);
+        assert_eq!(
+            passages,
+            [Passage {
+                bytes: 0..9,
+                tokens: 5
+            }]
+        );
     }
 
     #[test]

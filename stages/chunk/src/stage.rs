@@ -4,7 +4,9 @@ use sha2::{Digest, Sha256};
 
 use kenning_pipeline::record::{Cell, Record, RecordKey};
 use kenning_pipeline::schema::{Column, ColumnType};
-use kenning_pipeline::stage::{BoxFuture, Provenance, Stage, StageContext, StageError, StageReport};
+use kenning_pipeline::stage::{
+    BoxFuture, Provenance, Stage, StageContext, StageError, StageReport,
+};
 
 use crate::config::ChunkConfig;
 use crate::splitter::split_passages;
@@ -58,7 +60,10 @@ impl ChunkStage {
                 fields: vec![
                     ("token_count".into(), Cell::UInt32(passage.tokens as u32)),
                     ("chunk_count".into(), Cell::UInt32(count)),
-                    ("byte_start".into(), Cell::UInt64(passage.bytes.start as u64)),
+                    (
+                        "byte_start".into(),
+                        Cell::UInt64(passage.bytes.start as u64),
+                    ),
                     ("byte_end".into(), Cell::UInt64(passage.bytes.end as u64)),
                 ],
             })
@@ -77,10 +82,30 @@ impl Stage for ChunkStage {
 
     fn columns(&self) -> Vec<Column> {
         vec![
-            Column::new("token_count", ColumnType::UInt32, false, "Tokens in the passage."),
-            Column::new("chunk_count", ColumnType::UInt32, false, "Passages the source document was split into."),
-            Column::new("byte_start", ColumnType::UInt64, false, "Byte offset of the passage in the source text."),
-            Column::new("byte_end", ColumnType::UInt64, false, "Byte offset just past the passage's end in the source text."),
+            Column::new(
+                "token_count",
+                ColumnType::UInt32,
+                false,
+                "Tokens in the passage.",
+            ),
+            Column::new(
+                "chunk_count",
+                ColumnType::UInt32,
+                false,
+                "Passages the source document was split into.",
+            ),
+            Column::new(
+                "byte_start",
+                ColumnType::UInt64,
+                false,
+                "Byte offset of the passage in the source text.",
+            ),
+            Column::new(
+                "byte_end",
+                ColumnType::UInt64,
+                false,
+                "Byte offset just past the passage's end in the source text.",
+            ),
         ]
     }
 
@@ -99,7 +124,7 @@ impl Stage for ChunkStage {
     fn run(self: Box<Self>, context: StageContext) -> BoxFuture<Result<StageReport, StageError>> {
         Box::pin(async move {
             // Tokenizing is CPU work, so the loop runs on a blocking thread.
-            tokio::task::spawn_blocking(move || self.run_blocking(context))
+            tokio::task::spawn_blocking(move || (*self).run_blocking(context))
                 .await
                 .map_err(|e| StageError::Failed {
                     stage: STAGE.into(),
@@ -110,7 +135,7 @@ impl Stage for ChunkStage {
 }
 
 impl ChunkStage {
-    fn run_blocking(self: Box<Self>, mut context: StageContext) -> Result<StageReport, StageError> {
+    fn run_blocking(self, mut context: StageContext) -> Result<StageReport, StageError> {
         let mut report = StageReport {
             stage: STAGE.into(),
             ..StageReport::default()
@@ -127,12 +152,18 @@ impl ChunkStage {
                     continue;
                 }
                 if context.output.blocking_send(passage).is_err() {
-                    return Err(StageError::Closed { stage: STAGE.into() });
+                    return Err(StageError::Closed {
+                        stage: STAGE.into(),
+                    });
                 }
                 report.records_out += 1;
             }
         }
-        tracing::debug!(records_in = report.records_in, records_out = report.records_out, "chunk stage finished");
+        tracing::debug!(
+            records_in = report.records_in,
+            records_out = report.records_out,
+            "chunk stage finished"
+        );
         Ok(report)
     }
 }

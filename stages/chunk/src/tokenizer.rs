@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn spec_parses_names_and_paths() {
-        assert_eq!("words".parse::<TokenizerSpec>().unwrap(), TokenizerSpec::Words);
+        assert_eq!(
+            "words".parse::<TokenizerSpec>().unwrap(),
+            TokenizerSpec::Words
+        );
         assert_eq!(
             "models/tokenizer.json".parse::<TokenizerSpec>().unwrap(),
             TokenizerSpec::File("models/tokenizer.json".into())

@@ -56,7 +56,10 @@ impl Documents {
             );
         }
         if raw.text.trim().is_empty() {
-            return reject(&raw, "the text is empty. Add text or remove the record".into());
+            return reject(
+                &raw,
+                "the text is empty. Add text or remove the record".into(),
+            );
         }
         let fields = [
             ("text", Some(raw.text.as_str())),

@@ -27,7 +27,9 @@ pub fn from_object(
     origin: Origin,
 ) -> Result<RawDocument, String> {
     let text_field = match (object.contains_key(&names.text), text_fallback) {
-        (false, Some(fallback)) if names.text == "text" && object.contains_key(fallback) => fallback,
+        (false, Some(fallback)) if names.text == "text" && object.contains_key(fallback) => {
+            fallback
+        }
         _ => names.text.as_str(),
     };
     let text = match object.get(text_field) {
@@ -43,7 +45,11 @@ pub fn from_object(
             return Err(format!(
                 "missing field `{text_field}` (fields present: {}). Add it, or set --text-field \
                  (input.text_field) to the field that holds the text",
-                if present.is_empty() { "none".to_string() } else { present.join(", ") }
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present.join(", ")
+                }
             ));
         }
     };
@@ -87,7 +93,9 @@ pub fn from_object(
 /// Rewrites a serde_json parse error into a message with the fix.
 pub fn describe_json_error(error: &serde_json::Error) -> String {
     let message = error.to_string();
-    if message.contains("surrogate") {
+    // serde_json 1.0.154 reports a leading surrogate that no `\u` escape follows as
+    // "unexpected end of hex escape", and other unpaired surrogates as "lone leading surrogate".
+    if message.contains("surrogate") || message.contains("unexpected end of hex escape") {
         return format!(
             "contains a lone UTF-16 surrogate escape such as \\ud800 (column {}), which is not \
              valid Unicode. Replace it with the intended character or remove it",

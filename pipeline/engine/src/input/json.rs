@@ -153,11 +153,7 @@ fn read_squad(
     Ok(entries)
 }
 
-fn to_entry(
-    result: Result<super::RawDocument, String>,
-    origin: Origin,
-    item: &Value,
-) -> Entry {
+fn to_entry(result: Result<super::RawDocument, String>, origin: Origin, item: &Value) -> Entry {
     match result {
         Ok(mut doc) => {
             doc.raw = Some(item.to_string());

@@ -98,8 +98,8 @@ impl JsonlEntries {
         // syntax error outside one, so it is named here first.
         if let Some(offset) = bytes.iter().position(|&b| b == 0) {
             return problem(format!(
-                "contains a NUL byte (0x00) at byte {} of the line. Remove it; NUL is never valid \
-                 in text",
+                "contains a NUL byte (0x00) at byte {} of the line. Remove it, because NUL is \
+                 never valid in text",
                 offset + 1
             ));
         }

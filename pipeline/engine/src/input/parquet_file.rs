@@ -28,7 +28,10 @@ pub fn read(path: &Path, names: FieldNames) -> Result<EntryIter, InputError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
     let schema = builder.schema().clone();
 
-    let find = |name: &str, required: bool, allow_integer: bool| -> Result<Option<usize>, InputError> {
+    let find = |name: &str,
+                required: bool,
+                allow_integer: bool|
+     -> Result<Option<usize>, InputError> {
         let Ok(index) = schema.index_of(name) else {
             if !required {
                 return Ok(None);
@@ -44,7 +47,10 @@ pub fn read(path: &Path, names: FieldNames) -> Result<EntryIter, InputError> {
             });
         };
         let ty = schema.field(index).data_type();
-        let string = matches!(ty, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let string = matches!(
+            ty,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
         let integer = matches!(
             ty,
             DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::UInt64
@@ -54,7 +60,11 @@ pub fn read(path: &Path, names: FieldNames) -> Result<EntryIter, InputError> {
                 path: path.to_path_buf(),
                 message: format!(
                     "column `{name}` has type {ty}, expected a string column{}",
-                    if allow_integer { " or an integer column" } else { "" }
+                    if allow_integer {
+                        " or an integer column"
+                    } else {
+                        ""
+                    }
                 ),
             });
         }
@@ -121,7 +131,11 @@ impl Iterator for ParquetEntries {
         if self.failed {
             return None;
         }
-        while self.batch.as_ref().is_none_or(|b| self.position >= b.num_rows()) {
+        while self
+            .batch
+            .as_ref()
+            .is_none_or(|b| self.position >= b.num_rows())
+        {
             match self.reader.next()? {
                 Ok(batch) => {
                     self.batch = Some(batch);
@@ -144,7 +158,10 @@ impl Iterator for ParquetEntries {
         let origin = Origin::new(&self.path, Location::Row(self.row));
 
         let id = self.columns.id.and_then(|c| value_at(batch.column(c), i));
-        let title = self.columns.title.and_then(|c| value_at(batch.column(c), i));
+        let title = self
+            .columns
+            .title
+            .and_then(|c| value_at(batch.column(c), i));
         let Some(text) = value_at(batch.column(self.columns.text), i) else {
             return Some(Ok(Entry::Problem(Problem {
                 origin,

@@ -92,7 +92,11 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(schema: RecordSchema) -> Self {
-        let extra = schema.extra().iter().map(|c| ExtraBuilder::new(c.ty)).collect();
+        let extra = schema
+            .extra()
+            .iter()
+            .map(|c| ExtraBuilder::new(c.ty))
+            .collect();
         Self {
             schema,
             key: StringBuilder::new(),
@@ -145,7 +149,11 @@ impl BatchBuilder {
         Ok(())
     }
 
-    fn resolve_fields<'r>(&self, record: &'r Record, key: &str) -> Result<Vec<&'r Cell>, SinkError> {
+    fn resolve_fields<'r>(
+        &self,
+        record: &'r Record,
+        key: &str,
+    ) -> Result<Vec<&'r Cell>, SinkError> {
         for (name, _) in &record.fields {
             if !self.schema.extra().iter().any(|c| &c.name == name) {
                 return Err(SinkError::UndeclaredField {

@@ -73,7 +73,10 @@ impl Journal {
         self.dir.join(format!("{}-{index:05}.jsonl", self.split))
     }
 
-    fn writer_for(&mut self, index: u32) -> Result<&mut (u32, PathBuf, BufWriter<File>), SinkError> {
+    fn writer_for(
+        &mut self,
+        index: u32,
+    ) -> Result<&mut (u32, PathBuf, BufWriter<File>), SinkError> {
         let reopen = !matches!(&self.open, Some((open_index, _, _)) if *open_index == index);
         if reopen {
             let path = self.path(index);

@@ -49,7 +49,9 @@ pub enum SinkError {
     },
     #[error("record key {key} was produced twice in one run; keys must be unique")]
     DuplicateKey { key: String },
-    #[error("shard {path} does not match this run's schema: {detail}. Pass --restart to rewrite the output")]
+    #[error(
+        "shard {path} does not match this run's schema: {detail}. Pass --restart to rewrite the output"
+    )]
     SchemaMismatch { path: PathBuf, detail: String },
 }
 
@@ -170,7 +172,8 @@ impl ShardSink {
             }
             journal.retire(index)?;
         }
-        self.finished.sort_by(|a, b| (&a.split, a.index).cmp(&(&b.split, b.index)));
+        self.finished
+            .sort_by(|a, b| (&a.split, a.index).cmp(&(&b.split, b.index)));
         Ok(self.finished)
     }
 
@@ -201,13 +204,20 @@ impl ShardSink {
             self.splits
                 .insert(split.to_string(), SplitSink { writer, journal });
         }
-        Ok(self.splits.get_mut(split).expect("split sink was just inserted"))
+        Ok(self
+            .splits
+            .get_mut(split)
+            .expect("split sink was just inserted"))
     }
 
     /// Indexes the keys of shards that earlier runs completed and removes half-written ones.
     fn load_finished_shards(&mut self) -> Result<(), SinkError> {
         for entry in read_dir_sorted(&self.shards_dir)? {
-            let name = entry.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = entry
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             if name.ends_with(".tmp") {
                 tracing::info!(file = %entry.display(), "removing a shard that an interrupted run left half-written");
                 fs::remove_file(&entry).map_err(|source| SinkError::Io {
@@ -281,7 +291,10 @@ impl ShardSink {
                 source,
             })?;
         }
-        tracing::info!(rows = self.stats.replayed_rows, "replayed the write-ahead journal of an interrupted run");
+        tracing::info!(
+            rows = self.stats.replayed_rows,
+            "replayed the write-ahead journal of an interrupted run"
+        );
         Ok(())
     }
 }

@@ -41,7 +41,11 @@ pub fn scan_shard(
         };
         return Err(SinkError::SchemaMismatch {
             path: path.to_path_buf(),
-            detail: format!("expected [{}], found [{}]", describe(expected), describe(found)),
+            detail: format!(
+                "expected [{}], found [{}]",
+                describe(expected),
+                describe(found)
+            ),
         });
     }
 

@@ -169,7 +169,9 @@ impl ShardWriter {
 
     /// Returns the number of the shard that the next pushed record will land in.
     pub fn current_index(&self) -> u32 {
-        self.open.as_ref().map_or(self.next_index, |open| open.index)
+        self.open
+            .as_ref()
+            .map_or(self.next_index, |open| open.index)
     }
 
     /// Buffers one record; returns the shard that this push completed, if any.
