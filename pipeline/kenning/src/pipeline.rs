@@ -37,7 +37,7 @@ impl PipelineConfig {
             );
         }
         if self.input.limit == Some(0) {
-            bail!("input.limit must be at least 1");
+            bail!("--limit (input.limit) must be at least 1");
         }
         self.output.validate().map_err(anyhow::Error::msg)?;
         for (i, stage) in self.stages.iter().enumerate() {

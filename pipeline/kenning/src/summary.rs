@@ -7,15 +7,18 @@ pub fn print(summary: &RunSummary) {
     if summary.already_complete {
         println!(
             "Nothing to do: {} already holds a complete run with this configuration \
-             ({} rows in {} shards). Pass --restart to run it again.",
+             ({} in {}). Pass --restart to run it again.",
             summary.out_dir.display(),
-            summary.rows,
-            summary.shards
+            plural(summary.rows, "row"),
+            plural(summary.shards as u64, "shard")
         );
     } else {
         println!(
-            "Wrote {} rows in {} shards from {} documents ({} rejected).",
-            summary.rows, summary.shards, summary.documents, summary.rejected
+            "Wrote {} in {} from {} ({} rejected).",
+            plural(summary.rows, "row"),
+            plural(summary.shards as u64, "shard"),
+            plural(summary.documents, "document"),
+            summary.rejected
         );
         let sink = &summary.sink;
         if sink.resumed_rows > 0 || sink.replayed_rows > 0 {
@@ -38,5 +41,13 @@ pub fn print(summary: &RunSummary) {
     println!("  card:     {}", summary.card_path.display());
     if let Some(rejects) = &summary.rejects_path {
         println!("  rejects:  {}", rejects.display());
+    }
+}
+
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }

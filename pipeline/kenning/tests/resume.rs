@@ -147,7 +147,11 @@ fn kill_at_random_points_then_resume() {
         .unwrap_or(2026);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kills = 0;
-    for sequence in 0..5 {
+    let mut sequence = 0;
+    // Each sequence kills up to three runs into one folder, then lets a run finish and compares.
+    // Sequences continue until enough runs were killed mid-way, because a loaded machine
+    // makes some runs finish before their kill point.
+    while kills < 12 && sequence < 12 {
         let out = dir.path().join(format!("interrupted-{sequence}"));
         for _ in 0..3 {
             // A resumed run has less left to do, so later kills come earlier.
@@ -158,11 +162,15 @@ fn kill_at_random_points_then_resume() {
                 .spawn()
                 .unwrap();
             std::thread::sleep(delay);
-            if child.try_wait().unwrap().is_none() {
+            let finished = child.try_wait().unwrap().is_some();
+            if !finished {
                 child.kill().unwrap(); // SIGKILL on Unix.
                 kills += 1;
             }
             child.wait().unwrap();
+            if finished {
+                break;
+            }
         }
 
         let output = run(chunk_command(&input, &out));
@@ -191,6 +199,7 @@ fn kill_at_random_points_then_resume() {
             !out.join(".kenning/wal").exists(),
             "the journal is removed after a complete run"
         );
+        sequence += 1;
     }
     eprintln!("{kills} runs killed before they finished (seed {seed})");
     assert!(
