@@ -112,9 +112,16 @@ pub fn render(manifest: &Manifest, license: &str, pipeline: &str) -> String {
             column.name, column.dtype, column.description
         );
     }
-    card.push_str(
+    let data_files: Vec<String> = manifest
+        .splits
+        .keys()
+        .map(|split| format!("\"{split}\": \"data/{split}-*.parquet\""))
+        .collect();
+    let _ = write!(
+        card,
         "\n## Loading\n\n```python\nfrom datasets import load_dataset\n\
-         ds = load_dataset(\"parquet\", data_files={\"train\": \"data/train-*.parquet\"})\n```\n",
+         ds = load_dataset(\"parquet\", data_files={{{}}})\n```\n",
+        data_files.join(", ")
     );
     card
 }
