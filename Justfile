@@ -27,3 +27,7 @@ run input=(shared / "datasets/squad_val_200.json") out="out/squad-passages": bui
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
+
+# Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
+bench *args: setup
+    "{{python}}" bench/run_shard_bench.py {{args}}

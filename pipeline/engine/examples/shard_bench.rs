@@ -40,13 +40,13 @@ const ZIPF_EXPONENT: f64 = 1.0;
 const COMMON_WORDS: &[&str] = &[
     "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be",
     "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have",
-    "an", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "she", "other", "its",
-    "may", "these", "what", "them", "than", "some", "him", "time", "into", "only", "do",
-    "could", "new", "about", "two", "first", "then", "also", "after", "any", "like", "our",
-    "such", "over", "most", "made", "where", "many", "out", "up", "between", "world", "each",
-    "work", "years", "people", "state", "through", "water", "during", "system", "under",
-    "later", "known", "city", "used", "part", "while", "number", "history", "however",
+    "an", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been",
+    "if", "more", "when", "will", "would", "who", "so", "no", "she", "other", "its", "may",
+    "these", "what", "them", "than", "some", "him", "time", "into", "only", "do", "could", "new",
+    "about", "two", "first", "then", "also", "after", "any", "like", "our", "such", "over", "most",
+    "made", "where", "many", "out", "up", "between", "world", "each", "work", "years", "people",
+    "state", "through", "water", "during", "system", "under", "later", "known", "city", "used",
+    "part", "while", "number", "history", "however",
 ];
 
 const ONSETS: &[&str] = &[
@@ -54,7 +54,9 @@ const ONSETS: &[&str] = &[
     "ch", "cl", "cr", "dr", "fl", "gr", "pl", "pr", "sh", "sl", "sp", "st", "th", "tr",
 ];
 const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "ee", "io", "ou"];
-const CODAS: &[&str] = &["", "", "", "n", "r", "s", "t", "l", "m", "nd", "ng", "nt", "rs", "st"];
+const CODAS: &[&str] = &[
+    "", "", "", "n", "r", "s", "t", "l", "m", "nd", "ng", "nt", "rs", "st",
+];
 
 #[derive(Parser)]
 #[command(about = "Benchmark of Kenning's Parquet shard writer")]
@@ -107,6 +109,9 @@ struct WriteArgs {
     /// Size at which a shard is closed and the next one started, such as 256MiB.
     #[arg(long, default_value_t = ShardOptions::default().shard_bytes)]
     shard_bytes: ByteSize,
+    /// Keep the output folder and print its path in the JSON line as `output_dir`.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// What the sidecar file records about a corpus; a corpus is reused only when all of it matches.
@@ -285,10 +290,18 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         .map_err(|e| e.into_error())
         .and_then(|file| file.sync_all())
         .with_context(|| format!("failed to write {}", tmp_path.display()))?;
-    fs::rename(&tmp_path, &args.output)
-        .with_context(|| format!("failed to rename {} to {}", tmp_path.display(), args.output.display()))?;
-    fs::write(sidecar_path(&args.output), serde_json::to_string_pretty(&info)? + "\n")
-        .with_context(|| format!("failed to write {}", sidecar_path(&args.output).display()))?;
+    fs::rename(&tmp_path, &args.output).with_context(|| {
+        format!(
+            "failed to rename {} to {}",
+            tmp_path.display(),
+            args.output.display()
+        )
+    })?;
+    fs::write(
+        sidecar_path(&args.output),
+        serde_json::to_string_pretty(&info)? + "\n",
+    )
+    .with_context(|| format!("failed to write {}", sidecar_path(&args.output).display()))?;
 
     eprintln!(
         "wrote corpus {}: {} rows, {} bytes in {:.1} s",
@@ -331,12 +344,16 @@ fn write(args: &WriteArgs) -> Result<()> {
     options.validate().map_err(anyhow::Error::msg)?;
     fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("failed to create folder {}", args.work_dir.display()))?;
-    let out_dir = tempfile::tempdir_in(&args.work_dir)
-        .with_context(|| format!("failed to create a temporary folder in {}", args.work_dir.display()))?;
-    let source_name = args
-        .input
-        .file_name()
-        .map_or_else(|| "input".to_string(), |name| name.to_string_lossy().to_string());
+    let out_dir = tempfile::tempdir_in(&args.work_dir).with_context(|| {
+        format!(
+            "failed to create a temporary folder in {}",
+            args.work_dir.display()
+        )
+    })?;
+    let source_name = args.input.file_name().map_or_else(
+        || "input".to_string(),
+        |name| name.to_string_lossy().to_string(),
+    );
 
     // The clock covers reading the corpus, building records and writing every shard,
     // including the fsync and rename that complete each one.
@@ -362,9 +379,13 @@ fn write(args: &WriteArgs) -> Result<()> {
     let mut text_bytes: u64 = 0;
     loop {
         record.text.clear();
-        let read = reader
-            .read_line(&mut record.text)
-            .with_context(|| format!("failed to read line {} of {}", rows + 1, args.input.display()))?;
+        let read = reader.read_line(&mut record.text).with_context(|| {
+            format!(
+                "failed to read line {} of {}",
+                rows + 1,
+                args.input.display()
+            )
+        })?;
         if read == 0 {
             break;
         }
@@ -390,7 +411,7 @@ fn write(args: &WriteArgs) -> Result<()> {
     }
     let output_bytes: u64 = shards.iter().map(|shard| shard.bytes).sum();
     let row_groups = count_row_groups(&shards)?;
-    let figures = serde_json::json!({
+    let mut figures = serde_json::json!({
         "writer": "kenning",
         "rows": rows,
         "text_bytes": text_bytes,
@@ -403,9 +424,13 @@ fn write(args: &WriteArgs) -> Result<()> {
         "peak_rss_bytes": peak_rss,
         "peak_rss_mb": peak_rss.map(|bytes| bytes as f64 / 1e6),
     });
+    if args.keep {
+        figures["output_dir"] = out_dir.keep().to_string_lossy().into();
+    } else {
+        out_dir
+            .close()
+            .context("failed to remove the temporary output folder")?;
+    }
     println!("{figures}");
-    out_dir
-        .close()
-        .context("failed to remove the temporary output folder")?;
     Ok(())
 }

@@ -76,7 +76,7 @@ pub struct Record {
     pub key: RecordKey,
     /// Dataset split the record is written to, such as `train`.
     pub split: String,
-    /// Where the source document came from: file and line or record number.
+    /// Origin of the source document: file and line or record number.
     pub source: String,
     pub title: Option<String>,
     pub text: String,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil;
 
-/// Folder inside the output folder that holds the run state.
+/// Folder inside the output folder that contains the run state.
 pub const STATE_DIR: &str = ".kenning";
 const STATE_FILE: &str = "state.json";
 
@@ -57,7 +57,7 @@ pub enum ResumeError {
     },
 }
 
-/// How a run starts in its output folder.
+/// The way a run starts in its output folder.
 #[derive(Debug)]
 pub enum Start {
     /// Nothing was there, or `--restart` cleared it.
@@ -295,6 +295,7 @@ mod tests {
     fn rfc3339_has_fixed_shape() {
         let now = now_rfc3339();
         assert_eq!(now.len(), 20, "{now}");
-        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
+        assert!(now.starts_with("20"), "{now}");
+        assert!(now.ends_with('Z'), "{now}");
     }
 }

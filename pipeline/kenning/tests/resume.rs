@@ -44,7 +44,7 @@ fn write_corpus(path: &Path, documents: usize, words: usize, seed: u64) {
     fs::write(path, lines).unwrap();
 }
 
-/// A `kenning chunk` command with small shards, so that one run writes many of them.
+/// Builds a `kenning chunk` command with small shards, so that one run writes many of them.
 fn chunk_command(input: &Path, out: &Path) -> Command {
     chunk_command_with(input, out, 48)
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use unicode_segmentation::UnicodeSegmentation;
 
-/// Which tokenizer counts tokens.
+/// The tokenizer that counts tokens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum TokenizerSpec {
     /// Unicode words (UAX #29) and punctuation marks, each one token. A fallback that needs

@@ -55,7 +55,7 @@ pub enum SinkError {
     SchemaMismatch { path: PathBuf, detail: String },
 }
 
-/// What happened to a record handed to [`ShardSink::write`].
+/// Outcome of [`ShardSink::write`] for one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     Written,

@@ -147,8 +147,8 @@ impl ShardWriter {
         first_index: u32,
     ) -> Result<Self, SinkError> {
         let properties = options.writer_properties()?;
-        // Size checks happen once per batch, so batches stay well below the shard and row
-        // group limits; otherwise small shards would overshoot their target by a whole batch.
+        // Sizes are checked once per batch, so a batch is kept well below the shard and row
+        // group limits. Otherwise a small shard would overshoot its target by a whole batch.
         let batch_rows = BATCH_ROWS.min(options.row_group_rows);
         let batch_bytes = BATCH_BYTES
             .min((options.shard_bytes.as_u64() / 8) as usize)
@@ -183,7 +183,7 @@ impl ShardWriter {
         Ok(None)
     }
 
-    /// Writes the buffered rows and completes the open shard, if it holds any rows.
+    /// Writes the buffered rows and completes the open shard, unless it is empty.
     pub fn finish(mut self) -> Result<Option<FinishedShard>, SinkError> {
         if self.batch.rows() > 0 {
             let batch = self.batch.finish()?;
