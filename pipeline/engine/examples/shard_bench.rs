@@ -36,7 +36,7 @@ const VOCABULARY_SIZE: usize = 30_000;
 /// frequencies follow Zipf's law with an exponent close to 1.
 const ZIPF_EXPONENT: f64 = 1.0;
 
-/// Most frequent English words, roughly in frequency order; they take the top ranks.
+/// Most frequent English words, roughly in frequency order, which take the top ranks.
 const COMMON_WORDS: &[&str] = &[
     "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be",
     "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have",
@@ -81,7 +81,8 @@ struct GenerateArgs {
     /// Number of rows (lines).
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
-    /// Mean length of a row in bytes. Lengths are uniform within ±25% of it.
+    /// Mean target length of a row in bytes. Targets are uniform within ±25% of it, and a row
+    /// ends at the first sentence end past its target, so rows are a few percent longer.
     #[arg(long, default_value_t = 2048)]
     row_bytes: u64,
     /// Seed of the word sequence.
@@ -114,7 +115,8 @@ struct WriteArgs {
     keep: bool,
 }
 
-/// What the sidecar file records about a corpus; a corpus is reused only when all of it matches.
+/// Settings and size of a corpus, stored in its sidecar file. A corpus is reused only when all
+/// of them match.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct CorpusInfo {
     format: u32,

@@ -208,7 +208,7 @@ impl Engine {
                 while let Some(record) = receiver.blocking_recv() {
                     sink.write(&record)?;
                     written += 1;
-                    if written % 1024 == 0 {
+                    if written.is_multiple_of(1024) {
                         bar.set_message(format!("{written} rows written"));
                     }
                 }

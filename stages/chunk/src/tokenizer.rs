@@ -167,6 +167,35 @@ mod tests {
     }
 
     #[test]
+    fn tokenizer_json_gives_byte_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let json = r#"{
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "the": 1, "river": 2}, "unk_token": "[UNK]"}
+        }"#;
+        std::fs::write(&path, json).unwrap();
+        let tokens = Tokens::load(&TokenizerSpec::File(path)).unwrap();
+
+        let text = "Über the river,  naïve end.";
+        let spans = tokens.spans("d", text).unwrap();
+        let pieces: Vec<&str> = spans.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(pieces, ["Über", "the", "river", ",", "naïve", "end", "."]);
+    }
+
+    #[test]
+    fn missing_tokenizer_file_is_an_error() {
+        let spec = TokenizerSpec::File("/nonexistent/tokenizer.json".into());
+        let error = Tokens::load(&spec)
+            .err()
+            .expect("loading must fail")
+            .to_string();
+        assert!(error.contains("/nonexistent/tokenizer.json"), "{error}");
+    }
+
+    #[test]
     fn spec_parses_names_and_paths() {
         assert_eq!(
             "words".parse::<TokenizerSpec>().unwrap(),
