@@ -5,6 +5,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -123,16 +125,18 @@ struct OpenShard {
     rows: u64,
 }
 
-/// Writes one split's records into a sequence of shards.
+/// Writes one split's records, or record batches of any fixed schema, into a sequence of
+/// shards.
 pub struct ShardWriter {
     dir: PathBuf,
     split: String,
-    schema: RecordSchema,
+    schema: SchemaRef,
     options: ShardOptions,
     properties: WriterProperties,
     next_index: u32,
     open: Option<OpenShard>,
-    batch: BatchBuilder,
+    /// Row buffer of the record mode; `None` for a writer made by [`ShardWriter::for_batches`].
+    batch: Option<BatchBuilder>,
     batch_rows: usize,
     batch_bytes: usize,
 }
@@ -158,13 +162,53 @@ impl ShardWriter {
             batch_bytes,
             dir: dir.to_path_buf(),
             split: split.to_string(),
-            batch: BatchBuilder::new(schema.clone()),
-            schema,
+            schema: schema.arrow().clone(),
+            batch: Some(BatchBuilder::new(schema)),
             options,
             properties,
             next_index: first_index,
             open: None,
         })
+    }
+
+    /// Creates a writer that takes whole record batches of `schema` through
+    /// [`ShardWriter::write_batch`], for tables that do not have the record columns.
+    pub fn for_batches(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+        options: ShardOptions,
+        first_index: u32,
+    ) -> Result<Self, SinkError> {
+        let properties = options.writer_properties()?;
+        Ok(Self {
+            batch_rows: 0,
+            batch_bytes: 0,
+            dir: dir.to_path_buf(),
+            split: name.to_string(),
+            schema,
+            batch: None,
+            options,
+            properties,
+            next_index: first_index,
+            open: None,
+        })
+    }
+
+    /// Writes a record batch of the writer's schema; returns the shard that this write
+    /// completed, if any.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<Option<FinishedShard>, SinkError> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(SinkError::SchemaMismatch {
+                path: self.dir.join(staged_name(&self.split, self.current_index())),
+                detail: format!(
+                    "a record batch has schema {:?}, the writer was created for {:?}",
+                    batch.schema().fields(),
+                    self.schema.fields()
+                ),
+            });
+        }
+        self.write_to_shard(batch)
     }
 
     /// Returns the number of the shard that the next pushed record will land in.
@@ -175,18 +219,26 @@ impl ShardWriter {
     }
 
     /// Buffers one record; returns the shard that this push completed, if any.
+    ///
+    /// # Panics
+    /// On a writer made by [`ShardWriter::for_batches`], which takes no records.
     pub fn push(&mut self, record: &Record) -> Result<Option<FinishedShard>, SinkError> {
-        self.batch.append(record)?;
-        if self.batch.rows() >= self.batch_rows || self.batch.buffered_bytes() >= self.batch_bytes {
-            return self.flush_batch();
+        let buffer = self
+            .batch
+            .as_mut()
+            .expect("push needs a writer made by ShardWriter::new");
+        buffer.append(record)?;
+        if buffer.rows() >= self.batch_rows || buffer.buffered_bytes() >= self.batch_bytes {
+            let batch = buffer.finish()?;
+            return self.write_to_shard(&batch);
         }
         Ok(None)
     }
 
     /// Writes the buffered rows and completes the open shard, unless it is empty.
     pub fn finish(mut self) -> Result<Option<FinishedShard>, SinkError> {
-        if self.batch.rows() > 0 {
-            let batch = self.batch.finish()?;
+        if let Some(buffer) = self.batch.as_mut().filter(|b| b.rows() > 0) {
+            let batch = buffer.finish()?;
             self.open_shard()?.write(&batch)?;
             self.open.as_mut().expect("shard was just opened").rows += batch.num_rows() as u64;
         }
@@ -196,12 +248,11 @@ impl ShardWriter {
         }
     }
 
-    fn flush_batch(&mut self) -> Result<Option<FinishedShard>, SinkError> {
-        let batch = self.batch.finish()?;
+    fn write_to_shard(&mut self, batch: &RecordBatch) -> Result<Option<FinishedShard>, SinkError> {
         let target = self.options.shard_bytes.as_u64();
 
         let writer = self.open_shard()?;
-        writer.write(&batch)?;
+        writer.write(batch)?;
         let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
         let open = self.open.as_mut().expect("shard was just opened");
         open.rows += batch.num_rows() as u64;
@@ -228,11 +279,8 @@ impl ShardWriter {
                 hasher: Sha256::new(),
                 bytes: 0,
             };
-            let writer = ArrowWriter::try_new(
-                sink,
-                self.schema.arrow().clone(),
-                Some(self.properties.clone()),
-            )?;
+            let writer =
+                ArrowWriter::try_new(sink, self.schema.clone(), Some(self.properties.clone()))?;
             self.next_index += 1;
             self.open = Some(OpenShard {
                 index,
