@@ -19,7 +19,7 @@ pub fn size_category(rows: u64) -> &'static str {
 }
 
 /// Quotes a string for YAML unless it contains only plain characters.
-fn yaml_string(value: &str) -> String {
+pub fn yaml_string(value: &str) -> String {
     let plain = !value.is_empty()
         && value
             .chars()

@@ -30,6 +30,8 @@ pub enum Command {
     Chunk(ChunkArgs),
     /// Run the pipeline described by a TOML file.
     Run(RunArgs),
+    /// Generate synthetic people, biographies and QA pairs as Parquet shards.
+    Bios(BiosArgs),
 }
 
 /// Where documents come from.
@@ -155,6 +157,116 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct BiosArgs {
+    /// People with biographies.
+    #[arg(long)]
+    pub people: u64,
+
+    /// People with QA rows (answer "I don't know") but no biography [default: people / 10].
+    #[arg(long)]
+    pub unknown_people: Option<u64>,
+
+    /// Biographies per person, with templates drawn again for each.
+    #[arg(long, default_value_t = 1)]
+    pub multiplicity: u32,
+
+    /// Shuffle the sentence order of every biography.
+    #[arg(long)]
+    pub permute: bool,
+
+    /// Use the full name in every sentence instead of pronouns after the first.
+    #[arg(long)]
+    pub fullname: bool,
+
+    /// Share of people whose QA rows go to the train split; the rest go to test.
+    #[arg(long, default_value_t = 0.5)]
+    pub train_fraction: f64,
+
+    /// Earliest and latest birth year, as FIRST-LAST.
+    #[arg(long, default_value = "1900-2000", value_parser = parse_years)]
+    pub birth_years: [i32; 2],
+
+    /// Attributes that follow the surname, comma-separated (birth_city, university, major, employer).
+    #[arg(long, value_delimiter = ',')]
+    pub correlate: Vec<kenning_biographies::Attribute>,
+
+    /// Probability that a person takes the surname's preferred value, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub rho: f64,
+
+    /// Seed of every random draw; the same seed gives byte-identical shards.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// City pool file, one city per line.
+    #[arg(long)]
+    pub cities: Option<PathBuf>,
+
+    /// University pool file, one university per line.
+    #[arg(long)]
+    pub universities: Option<PathBuf>,
+
+    /// Major pool file, one field of study per line.
+    #[arg(long)]
+    pub majors: Option<PathBuf>,
+
+    /// Employer pool file: `employer<TAB>headquarters city` per line.
+    #[arg(long)]
+    pub employers: Option<PathBuf>,
+
+    /// Name pool file: `origin<TAB>first|last<TAB>name` per line.
+    #[arg(long)]
+    pub names: Option<PathBuf>,
+
+    /// Folder with templates/ and questions/ files that replace the built-in templates.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+
+    /// Output folder: shards go to OUT/data/{bios,qa,people}.
+    #[arg(long, short)]
+    pub out: PathBuf,
+
+    /// License id for the dataset card.
+    #[arg(long, default_value = "cc0-1.0")]
+    pub license: String,
+
+    /// Target shard size (bytes, or with a unit: 64MiB, 1GB); an estimate from sampled rows.
+    #[arg(long, default_value = "64MiB")]
+    pub shard_bytes: ByteSize,
+
+    /// Maximum rows in one Parquet row group.
+    #[arg(long, default_value_t = 100_000)]
+    pub row_group_rows: usize,
+
+    /// Maximum encoded size of one Parquet row group.
+    #[arg(long, default_value = "32MiB")]
+    pub row_group_bytes: ByteSize,
+
+    /// zstd compression level, 1 to 22.
+    #[arg(long, default_value_t = 3)]
+    pub zstd_level: i32,
+
+    /// Threads that write shards [default: the number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+fn parse_years(value: &str) -> Result<[i32; 2], String> {
+    let (first, last) = value.split_once('-').ok_or_else(|| {
+        format!("invalid year range `{value}`: write FIRST-LAST, such as 1900-2000")
+    })?;
+    let parse = |year: &str| {
+        year.trim()
+            .parse::<i32>()
+            .map_err(|_| format!("invalid year `{year}` in `{value}`"))
+    };
+    Ok([parse(first)?, parse(last)?])
 }
 
 fn parse_format(value: &str) -> Result<InputFormat, String> {

@@ -1,5 +1,6 @@
 //! The `kenning` command.
 
+mod bios;
 mod cli;
 mod pipeline;
 mod summary;
@@ -16,10 +17,23 @@ fn main() -> ExitCode {
     init_logging(cli.quiet, cli.verbose);
 
     let result = match cli.command {
-        Command::Chunk(args) => pipeline::config_from_chunk_args(args),
-        Command::Run(args) => pipeline::config_from_file(args),
-    }
-    .and_then(|(config, options)| pipeline::run(config, options));
+        Command::Chunk(args) => pipeline::config_from_chunk_args(args)
+            .and_then(|(config, options)| pipeline::run(config, options)),
+        Command::Run(args) => pipeline::config_from_file(args)
+            .and_then(|(config, options)| pipeline::run(config, options)),
+        Command::Bios(args) => {
+            return match bios::run(args) {
+                Ok(summary) => {
+                    bios::print(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
 
     match result {
         Ok(summary) => {
@@ -41,7 +55,9 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let default = format!("kenning={level},kenning_pipeline={level},kenning_chunk={level},warn");
+    let default = format!(
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},warn"
+    );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -232,7 +232,7 @@ impl ShardSink {
 
             let previous = Arc::get_mut(&mut self.previous)
                 .expect("the key index is not shared while shards are loaded");
-            let shard = reader::scan_shard(&entry, &self.schema, split, index, |digest| {
+            let shard = reader::scan_shard(&entry, self.schema.arrow(), split, index, |digest| {
                 previous.insert(digest);
             })?;
             self.stats.resumed_rows += shard.rows;

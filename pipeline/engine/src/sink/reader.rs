@@ -11,13 +11,12 @@ use sha2::{Digest, Sha256};
 
 use super::{FinishedShard, SinkError};
 use crate::record::digest_key_text;
-use crate::schema::RecordSchema;
 
-/// Checks a finished shard against `schema`, calls `on_key` with the digest of every key it
-/// stores, and returns its description.
+/// Checks a finished shard against `schema`, calls `on_key` with the digest of every value of
+/// its first column (the `key` column), and returns its description.
 pub fn scan_shard(
     path: &Path,
-    schema: &RecordSchema,
+    schema: &arrow_schema::Schema,
     split: &str,
     index: u32,
     mut on_key: impl FnMut(u128),
@@ -30,7 +29,7 @@ pub fn scan_shard(
     let file = File::open(path).map_err(io_error)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let found = builder.schema().fields();
-    let expected = schema.arrow().fields();
+    let expected = schema.fields();
     if found != expected {
         let describe = |fields: &arrow_schema::Fields| {
             fields

@@ -200,7 +200,9 @@ impl ShardWriter {
     pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<Option<FinishedShard>, SinkError> {
         if batch.schema().fields() != self.schema.fields() {
             return Err(SinkError::SchemaMismatch {
-                path: self.dir.join(staged_name(&self.split, self.current_index())),
+                path: self
+                    .dir
+                    .join(staged_name(&self.split, self.current_index())),
                 detail: format!(
                     "a record batch has schema {:?}, the writer was created for {:?}",
                     batch.schema().fields(),
