@@ -4,7 +4,7 @@ Usage: python check_shards.py OUT_DIR
 
 Both readers must open every shard listed in OUT_DIR/manifest.json, see the row counts and
 checksums the manifest gives, see one schema that matches the manifest's columns, and return
-the same rows. Prints one JSON line with the totals and exits non-zero on the first mismatch.
+the same rows. A manifest with `tables` (as `kenning bios` writes) is checked table by table. Prints one JSON line with the totals and exits non-zero on the first mismatch.
 """
 
 import hashlib
@@ -32,13 +32,13 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def main() -> None:
-    out = pathlib.Path(sys.argv[1])
-    manifest = json.loads((out / "manifest.json").read_text())
-    expected_columns = [(c["name"], ARROW_TYPES[c["dtype"]]) for c in manifest["columns"]]
+def check_table(out: pathlib.Path, name: str, table: dict) -> dict:
+    """Check one table's shards (listed in `table`) and return its totals."""
+    expected_columns = [(c["name"], ARROW_TYPES[c["dtype"]]) for c in table["columns"]]
+    data = out / "data" / name if name else out / "data"
 
     total = 0
-    for shard in manifest["shards"]:
+    for shard in table["shards"]:
         path = out / shard["path"]
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest != shard["sha256"]:
@@ -46,28 +46,30 @@ def main() -> None:
         if path.stat().st_size != shard["bytes"]:
             fail(f"{path}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
 
-        table = pq.read_table(path)
-        columns = [(f.name, str(f.type)) for f in table.schema]
+        parquet_file = pq.ParquetFile(path)
+        parquet_table = parquet_file.read()
+        columns = [(f.name, str(f.type)) for f in parquet_table.schema]
         if columns != expected_columns:
             fail(f"{path}: schema {columns} differs from the manifest's {expected_columns}")
-        if table.num_rows != shard["rows"]:
-            fail(f"{path}: pyarrow reads {table.num_rows} rows, manifest says {shard['rows']}")
+        if parquet_table.num_rows != shard["rows"]:
+            fail(f"{path}: pyarrow reads {parquet_table.num_rows} rows, manifest says {shard['rows']}")
+        metadata = parquet_file.metadata
         compression = {
-            pq.ParquetFile(path).metadata.row_group(g).column(c).compression
-            for g in range(pq.ParquetFile(path).metadata.num_row_groups)
-            for c in range(table.num_columns)
+            metadata.row_group(g).column(c).compression
+            for g in range(metadata.num_row_groups)
+            for c in range(parquet_table.num_columns)
         }
         if compression != {"ZSTD"}:
             fail(f"{path}: column chunks use {compression}, expected only ZSTD")
-        total += table.num_rows
+        total += parquet_table.num_rows
 
-    listed = sorted(out / s["path"] for s in manifest["shards"])
-    on_disk = sorted((out / "data").glob("*.parquet"))
+    listed = sorted(out / s["path"] for s in table["shards"])
+    on_disk = sorted(data.glob("*.parquet"))
     if listed != on_disk:
-        fail(f"data/ holds {on_disk}, the manifest lists {listed}")
+        fail(f"{data} holds {on_disk}, the manifest lists {listed}")
 
-    pattern = str(out / "data" / "*.parquet")
-    arrow_rows = ds.dataset(str(out / "data")).to_table().sort_by("key").to_pylist()
+    pattern = str(data / "*.parquet")
+    arrow_rows = ds.dataset(str(data)).to_table().sort_by("key").to_pylist()
     duck = duckdb.connect()
     cursor = duck.execute(f"SELECT * FROM read_parquet('{pattern}') ORDER BY key")
     names = [d[0] for d in cursor.description]
@@ -80,9 +82,19 @@ def main() -> None:
         fail(f"pyarrow and DuckDB disagree at row {first}: {arrow_rows[first]} vs {duck_rows[first]}")
     keys = [row["key"] for row in arrow_rows]
     if len(set(keys)) != len(keys):
-        fail("the dataset holds duplicate keys")
+        fail(f"{data} holds duplicate keys")
+    return {"shards": len(table["shards"]), "rows": total, "columns": len(names)}
 
-    print(json.dumps({"shards": len(manifest["shards"]), "rows": total, "columns": len(names)}))
+
+def main() -> None:
+    out = pathlib.Path(sys.argv[1])
+    manifest = json.loads((out / "manifest.json").read_text())
+    if "tables" in manifest:
+        report = {name: check_table(out, name, table) for name, table in manifest["tables"].items()}
+        report["rows"] = sum(t["rows"] for t in report.values())
+    else:
+        report = check_table(out, "", manifest)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

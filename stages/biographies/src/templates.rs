@@ -3,7 +3,8 @@
 //!
 //! Sentence templates use `{subject}`, `{possessive}` and `{object}` for the person and one
 //! value placeholder (`{date}`, `{city}`, `{university}`, `{major}` or `{employer}`). Question
-//! templates use `{name}`. A placeholder at the start of a sentence is capitalised.
+//! templates use `{name}`. A person placeholder at the start of a sentence is capitalised;
+//! values are kept as written.
 
 use std::path::Path;
 
@@ -224,7 +225,8 @@ pub struct PersonWords<'a> {
     pub object: &'a str,
 }
 
-/// Appends the rendered template to `out`, capitalising a placeholder that starts it.
+/// Appends the rendered template to `out`, capitalising a person placeholder or text that
+/// starts it.
 pub fn render(template: &Template, person: &PersonWords<'_>, value: &str, out: &mut String) {
     let start = out.len();
     for piece in &template.pieces {
@@ -235,7 +237,10 @@ pub fn render(template: &Template, person: &PersonWords<'_>, value: &str, out: &
             Piece::Object => person.object,
             Piece::Value | Piece::Name => value,
         };
-        if out.len() == start {
+        // Values are written as the pool has them ("eBay" stays "eBay") so that the
+        // biography contains the exact answer.
+        let is_value = matches!(piece, Piece::Value | Piece::Name);
+        if out.len() == start && !is_value {
             capitalize_into(text, out);
         } else {
             out.push_str(text);
