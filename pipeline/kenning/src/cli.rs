@@ -32,6 +32,55 @@ pub enum Command {
     Run(RunArgs),
     /// Generate synthetic people, biographies and QA pairs as Parquet shards.
     Bios(BiosArgs),
+    /// Interleave two shard sets at a target token ratio, globally shuffled.
+    Mix(MixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MixArgs {
+    /// Parquet file or folder of side A, such as OUT/data/bios of `kenning bios`.
+    #[arg(long)]
+    pub a: PathBuf,
+
+    /// Parquet file or folder of side B, such as a web-text corpus.
+    #[arg(long)]
+    pub b: PathBuf,
+
+    /// Target share of side A in the output's tokens, 0 to 1.
+    #[arg(long)]
+    pub ratio: f64,
+
+    /// Column that holds the text on both sides.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+
+    /// Seed of the sampling and the shuffle.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Text bytes per shuffle bucket; one bucket is held in memory at a time.
+    #[arg(long, default_value = "64MiB")]
+    pub bucket_bytes: ByteSize,
+
+    /// Output folder: shards go to OUT/data.
+    #[arg(long, short)]
+    pub out: PathBuf,
+
+    /// License id for the dataset card.
+    #[arg(long, default_value = "other")]
+    pub license: String,
+
+    /// Close a shard once it reaches this size.
+    #[arg(long, default_value = "256MiB")]
+    pub shard_bytes: ByteSize,
+
+    /// zstd compression level, 1 to 22.
+    #[arg(long, default_value_t = 3)]
+    pub zstd_level: i32,
+
+    /// Delete an earlier mix in OUT and start again.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// Where documents come from.

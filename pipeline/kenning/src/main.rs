@@ -2,6 +2,7 @@
 
 mod bios;
 mod cli;
+mod mix;
 mod pipeline;
 mod summary;
 
@@ -21,6 +22,18 @@ fn main() -> ExitCode {
             .and_then(|(config, options)| pipeline::run(config, options)),
         Command::Run(args) => pipeline::config_from_file(args)
             .and_then(|(config, options)| pipeline::run(config, options)),
+        Command::Mix(args) => {
+            return match mix::run(args) {
+                Ok(summary) => {
+                    mix::print(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Bios(args) => {
             return match bios::run(args) {
                 Ok(summary) => {
@@ -56,7 +69,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     let default = format!(
-        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},warn"
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
