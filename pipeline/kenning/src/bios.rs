@@ -55,6 +55,12 @@ pub fn print(summary: &BiosSummary) {
         );
     } else {
         println!("Wrote biographies to {}.", summary.out_dir.display());
+        if summary.resumed_shards > 0 {
+            println!(
+                "Resumed: kept {} shard(s) that an interrupted run had completed.",
+                summary.resumed_shards
+            );
+        }
     }
     for (table, (rows, shards)) in &summary.tables {
         println!(

@@ -147,7 +147,10 @@ fn mix_reaches_ratio_and_shuffles() {
     );
     let whole_a = manifest["a"]["selected_rows"] == manifest["a"]["rows"];
     let whole_b = manifest["b"]["selected_rows"] == manifest["b"]["rows"];
-    assert!(whole_a || whole_b, "the scarce side is kept whole: {manifest}");
+    assert!(
+        whole_a || whole_b,
+        "the scarce side is kept whole: {manifest}"
+    );
 
     let keys: HashSet<&String> = rows.iter().map(|r| &r.0).collect();
     assert_eq!(keys.len(), rows.len(), "keys are unique");

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::attribute::Attribute;
 use crate::people::Generator;
 use crate::pools::PoolSource;
-use crate::tables::{Table, TableBuilder, train_people};
+use crate::tables::{Table, train_people};
 use crate::templates::TemplateSet;
 
 /// One table of the manifest.
@@ -59,7 +59,6 @@ impl BiosManifest {
     pub fn build(
         generator: &Generator,
         templates: &TemplateSet,
-        builder: &TableBuilder<'_>,
         state: &RunState,
         config: Value,
         out_dir: &Path,
@@ -88,7 +87,6 @@ impl BiosManifest {
                     description: description.to_string(),
                 })
                 .collect();
-            let _ = builder;
             tables.insert(
                 table.name().to_string(),
                 TableEntry {

@@ -178,6 +178,21 @@ impl NamePools {
         Self { origins }
     }
 
+    /// Returns the SHA-256 of every origin's name lists, for the manifest.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for origin in &self.origins {
+            hasher.update(origin.name.as_bytes());
+            for name in origin.first.iter().chain(&origin.last) {
+                hasher.update([0u8]);
+                hasher.update(name.as_bytes());
+            }
+            hasher.update([1u8]);
+        }
+        hex::encode(hasher.finalize())
+    }
+
     /// Splits `people` over the origins as evenly as their capacities allow, so that no
     /// origin is asked for more distinct names than it has.
     pub fn quotas(&self, people: u64) -> Result<Vec<u64>, BiosError> {

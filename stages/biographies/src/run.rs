@@ -116,12 +116,14 @@ pub fn run(
         Start::Fresh(state) | Start::Resume(state) => state,
     };
 
+    let mut resumed_shards = 0;
     let moves = if paths.finalize_plan.exists() {
         read_plan(&paths.finalize_plan)?
     } else {
         let jobs = plan_jobs(&builder, output.shard_bytes.as_u64(), options.threads);
         let (shards, resumed) =
             write_shards(&builder, &jobs, &paths.state_dir, &shard_options, &options)?;
+        resumed_shards = resumed;
         if resumed > 0 {
             tracing::info!(
                 shards = resumed,
@@ -150,7 +152,7 @@ pub fn run(
     let shards = finalize::complete_moves(&moves)?;
 
     let manifest = BiosManifest::build(
-        &generator, &templates, &builder, &state, recorded, &paths.dir, &shards,
+        &generator, &templates, &state, recorded, &paths.dir, &shards,
     );
     let manifest_path = paths.dir.join("manifest.json");
     let card_path = paths.dir.join("README.md");
@@ -190,7 +192,7 @@ pub fn run(
         manifest_path,
         card_path,
         tables: manifest.table_totals(),
-        resumed_shards: 0,
+        resumed_shards,
         already_complete: false,
     })
 }

@@ -1,6 +1,7 @@
 //! The three output tables, `people`, `bios` and `qa`, as Arrow record batches built row
 //! range by row range.
 
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -221,6 +222,10 @@ impl<'g> TableBuilder<'g> {
         let mut builders: Vec<StringBuilder> = (0..columns).map(|_| StringBuilder::new()).collect();
         let mut variants = UInt32Builder::new();
         let mut text = String::new();
+        let mut key = String::new();
+        // The QA rows of one person are consecutive, so the person, name and id are built once
+        // per person instead of once per question.
+        let mut qa_person: Option<(Person, String, String)> = None;
 
         for row in rows {
             match table {
@@ -235,7 +240,9 @@ impl<'g> TableBuilder<'g> {
                     let variant = (slot % multiplicity) as u32;
                     let name = self.generator.full_name(&person);
                     let id = person_id(person.index);
-                    builders[0].append_value(format!("{id}/bios/biography/{variant}"));
+                    key.clear();
+                    write!(key, "{id}/bios/biography/{variant}").expect("a String accepts writes");
+                    builders[0].append_value(&key);
                     builders[1].append_value(&id);
                     builders[2].append_value(&name);
                     variants.append_value(variant);
@@ -257,9 +264,25 @@ impl<'g> TableBuilder<'g> {
                         "test" => train_people(self.generator),
                         _ => self.generator.config.people,
                     };
-                    let person = self.generator.person(first_person + row / questions);
+                    let index = first_person + row / questions;
+                    if qa_person
+                        .as_ref()
+                        .is_none_or(|(person, _, _)| person.index != index)
+                    {
+                        let person = self.generator.person(index);
+                        let name = self.generator.full_name(&person);
+                        qa_person = Some((person, name, person_id(index)));
+                    }
+                    let (person, name, id) = qa_person.as_ref().expect("set just above");
                     let attribute = Attribute::ALL[(row % questions) as usize];
-                    self.qa_row(&person, attribute, split, &mut builders);
+                    let words = QaRow {
+                        person,
+                        name,
+                        id,
+                        attribute,
+                        split,
+                    };
+                    self.qa_row(&words, &mut builders, &mut key, &mut text);
                 }
             }
         }
@@ -306,31 +329,43 @@ impl<'g> TableBuilder<'g> {
 
     fn qa_row(
         &self,
-        person: &Person,
-        attribute: Attribute,
-        split: &str,
+        row: &QaRow<'_>,
         builders: &mut [StringBuilder],
+        key: &mut String,
+        question: &mut String,
     ) {
         let generator = self.generator;
-        let id = person_id(person.index);
-        let name = generator.full_name(person);
-        builders[0].append_value(format!("{id}/qa/{attribute}/0"));
-        builders[1].append_value(&id);
-        builders[2].append_value(&name);
-        builders[3].append_value(attribute.name());
-        builders[4].append_value(text::question(
+        key.clear();
+        write!(key, "{}/qa/{}/0", row.id, row.attribute).expect("a String accepts writes");
+        builders[0].append_value(&key);
+        builders[1].append_value(row.id);
+        builders[2].append_value(row.name);
+        builders[3].append_value(row.attribute.name());
+        question.clear();
+        text::question(
             generator,
             self.templates,
-            person,
-            &name,
-            attribute,
-        ));
-        if split == "unknown" {
+            row.person,
+            row.name,
+            row.attribute,
+            question,
+        );
+        builders[4].append_value(&question);
+        if row.split == "unknown" {
             builders[5].append_value(UNKNOWN_ANSWER);
         } else {
-            builders[5].append_value(generator.value(person, attribute));
+            builders[5].append_value(generator.value(row.person, row.attribute));
         }
-        builders[6].append_value(split);
-        builders[7].append_option(generator.preferred_value(person, attribute));
+        builders[6].append_value(row.split);
+        builders[7].append_option(generator.preferred_value(row.person, row.attribute));
     }
+}
+
+/// One QA row: a question about one attribute of one person.
+struct QaRow<'a> {
+    person: &'a Person,
+    name: &'a str,
+    id: &'a str,
+    attribute: Attribute,
+    split: &'a str,
 }

@@ -59,14 +59,16 @@ pub fn biography(
     }
 }
 
-/// Returns the question about `attribute` for `person`, with a template drawn per person.
+/// Writes the question about `attribute` for `person` into `out`, with a template drawn per
+/// person.
 pub fn question(
     generator: &Generator,
     templates: &TemplateSet,
     person: &Person,
     full_name: &str,
     attribute: Attribute,
-) -> String {
+    out: &mut String,
+) {
     let choices = &templates.questions[attribute.index()];
     let bits = hash(
         generator.config.seed,
@@ -78,7 +80,5 @@ pub fn question(
         possessive: full_name,
         object: full_name,
     };
-    let mut out = String::new();
-    render(&choices[choice], &words, full_name, &mut out);
-    out
+    render(&choices[choice], &words, full_name, out);
 }
