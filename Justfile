@@ -20,14 +20,21 @@ setup:
 build:
     cargo build -p kenning
 
-# Chunk the 200 SQuAD passages in ../shared into Parquet shards under out/squad-passages.
-run input=(shared / "datasets/squad_val_200.json") out="out/squad-passages": build
-    ./target/debug/kenning chunk --input "{{input}}" --out "{{out}}" --license cc-by-sa-4.0 --max-tokens 128 --overlap 16
+# Chunk the sample corpus (or INPUT) into Parquet shards with configs/chunk.toml; OUT defaults to out/sample-passages.
+run input="datasets/sample/articles.jsonl" out="out/sample-passages": build
+    ./target/debug/kenning run configs/chunk.toml --input "{{input}}" --out "{{out}}"
 
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
+# Run every benchmark and update BENCHMARKS.md: the shard writer, then kenning bios.
+bench: bench-shards bench-bios
+
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
-bench *args: setup
+bench-shards *args: setup
     "{{python}}" bench/run_shard_bench.py {{args}}
+
+# Benchmark kenning bios against a plain Python generator and update BENCHMARKS.md; arguments go to bench/run_bios_bench.py.
+bench-bios *args: setup
+    "{{python}}" bench/run_bios_bench.py {{args}}

@@ -174,7 +174,7 @@ def generate(args: argparse.Namespace, out: ParquetTables) -> None:
 
     total = args.people + args.unknown_people
     train_people = round(args.people * 0.5)
-    taken: set[str] = set()
+    used_names: set[str] = set()
     people = []
     for index in range(total):
         while True:
@@ -182,14 +182,19 @@ def generate(args: argparse.Namespace, out: ParquetTables) -> None:
             first, middle = rng.sample(first_names, 2)
             last = rng.choice(surnames[origin])
             full_name = f"{first} {middle} {last}"
-            if full_name not in taken:
-                taken.add(full_name)
+            if full_name not in used_names:
+                used_names.add(full_name)
                 break
         employer, employer_city = rng.choice(employers)
         birth_date = f"{MONTHS[rng.randrange(12)]} {rng.randint(1, 28)}, {rng.randint(1900, 2000)}"
         values = (birth_date, rng.choice(cities), rng.choice(universities), rng.choice(majors), employer, employer_city)
         pronoun = rng.choice(("he", "she"))
-        group = "train" if index < train_people else "test" if index < args.people else "unknown"
+        if index < train_people:
+            group = "train"
+        elif index < args.people:
+            group = "test"
+        else:
+            group = "unknown"
         person_id = f"p{index:09}"
         people.append((person_id, full_name, pronoun, values))
         out.append(

@@ -149,7 +149,7 @@ def render_section(
     rss_met = "met" if kenning["peak_rss_mb"] < TARGET_PEAK_RSS_MB else "not met"
     pyarrow_version = command_output([sys.executable, "-c", "import pyarrow; print(pyarrow.__version__)"])
     rustc_version = command_output(["rustc", "--version"])
-    reproduce = shlex.join(["just", "bench", *sys.argv[1:]])
+    reproduce = shlex.join(["just", "bench-shards", *sys.argv[1:]])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     return f"""{START_MARKER}

@@ -418,7 +418,7 @@ fn scan_input(input: &InputConfig) -> Result<Scan, EngineError> {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    tracing::info!(documents, rejected = problems.len(), %format, "input checked");
+    tracing::debug!(documents, rejected = problems.len(), %format, "input checked");
     Ok(Scan {
         format,
         documents,

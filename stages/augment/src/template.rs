@@ -14,8 +14,11 @@ use sha2::{Digest, Sha256};
 
 /// Placeholders every template may use.
 pub const DOCUMENT_PLACEHOLDERS: [&str; 2] = ["title", "text"];
-/// Placeholders filled from an earlier generation step (the entity extraction).
+/// Placeholders filled from an earlier generation step (the entity extraction); only the
+/// `entigraph` templates whose name starts with `relate` use them.
 pub const STAGE_PLACEHOLDERS: [&str; 2] = ["summary", "entities"];
+/// Template groups, one folder each.
+pub const GROUPS: [&str; 3] = ["spa", "baseline", "entigraph"];
 
 /// Failure to load or check a template.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,14 @@ pub enum TemplateError {
         path: PathBuf,
         field: &'static str,
         message: String,
+    },
+    #[error(
+        "prompt template name `{name}` is used by both {first} and {second}; names must be unique"
+    )]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
     },
     #[error("no prompt template named `{name}`; available: {available}")]
     NotFound { name: String, available: String },
@@ -214,8 +225,26 @@ impl PromptTemplate {
                 format!("`{}` must equal the file name `{stem}`", raw.name),
             ));
         }
+        if !GROUPS.contains(&raw.group.as_str()) {
+            return Err(invalid(
+                "group",
+                format!("`{}` is not one of {}", raw.group, GROUPS.join(", ")),
+            ));
+        }
+        let folder = path
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|f| f.to_str());
+        if let Some(folder) = folder.filter(|f| GROUPS.contains(f))
+            && folder != raw.group
+        {
+            return Err(invalid(
+                "group",
+                format!("`{}` must equal the folder `{folder}`", raw.group),
+            ));
+        }
         let mut allowed: Vec<&str> = DOCUMENT_PLACEHOLDERS.to_vec();
-        if raw.group == "entigraph" {
+        if raw.group == "entigraph" && raw.name.starts_with("relate") {
             allowed.extend(STAGE_PLACEHOLDERS);
         }
         let system = Part::parse(&raw.system, &allowed).map_err(|m| invalid("system", m))?;
@@ -264,6 +293,7 @@ impl fmt::Display for PromptTemplate {
 /// Loads every `*.toml` template below `dir` (one folder per group), by name.
 pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, PromptTemplate>, TemplateError> {
     let mut templates = BTreeMap::new();
+    let mut paths: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(folder) = pending.pop() {
         let entries = std::fs::read_dir(&folder).map_err(|source| TemplateError::Read {
@@ -281,6 +311,13 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, PromptTemplate>, Template
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == "toml") {
                 let template = PromptTemplate::load(&path)?;
+                if let Some(first) = paths.insert(template.name.clone(), path.clone()) {
+                    return Err(TemplateError::Duplicate {
+                        name: template.name,
+                        first,
+                        second: path,
+                    });
+                }
                 templates.insert(template.name.clone(), template);
             }
         }
@@ -339,8 +376,10 @@ completion = "{title}\n{text}\nKey concepts:\n"
         let error = PromptTemplate::parse(Path::new("key_concepts.toml"), &source).unwrap_err();
         assert!(error.to_string().contains("{entities}"), "{error}");
 
-        let entigraph = source.replace("group = \"spa\"", "group = \"entigraph\"");
-        let template = PromptTemplate::parse(Path::new("key_concepts.toml"), &entigraph).unwrap();
+        let entigraph = source
+            .replace("group = \"spa\"", "group = \"entigraph\"")
+            .replace("name = \"key_concepts\"", "name = \"relate_pair\"");
+        let template = PromptTemplate::parse(Path::new("relate_pair.toml"), &entigraph).unwrap();
         let error = template
             .user
             .render("key_concepts", &Values::new("t", "x"))
@@ -374,6 +413,55 @@ completion = "{title}\n{text}\nKey concepts:\n"
             .unwrap_err()
             .to_string();
         assert!(error.contains("has no opening"), "{error}");
+    }
+
+    #[test]
+    fn shipped_prompts_load() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts"));
+        let templates = load_dir(dir).unwrap();
+        for name in [
+            "key_concepts",
+            "mind_map",
+            "implications",
+            "critical_qa",
+            "case_study",
+            "discussion",
+            "teacher",
+            "rephrase",
+            "synthetic_qa",
+            "extract_entities",
+            "relate_pair",
+            "relate_triple",
+        ] {
+            assert!(templates.contains_key(name), "prompt {name} is missing");
+        }
+        let relate = &templates["relate_pair"];
+        let placeholders: Vec<&str> = relate.user.placeholders().collect();
+        assert!(placeholders.contains(&"entities"), "{placeholders:?}");
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        for group in ["spa", "baseline"] {
+            std::fs::create_dir(dir.path().join(group)).unwrap();
+            let source = TEMPLATE.replace("group = \"spa\"", &format!("group = \"{group}\""));
+            std::fs::write(dir.path().join(group).join("key_concepts.toml"), source).unwrap();
+        }
+        let error = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("`key_concepts` is used by both"), "{error}");
+    }
+
+    #[test]
+    fn group_must_match_folder() {
+        let error =
+            PromptTemplate::parse(Path::new("prompts/baseline/key_concepts.toml"), TEMPLATE)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("must equal the folder `baseline`"),
+            "{error}"
+        );
     }
 
     #[test]
