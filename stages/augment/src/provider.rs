@@ -1,0 +1,387 @@
+//! Requests to an OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, `kenning serve`)
+//! with the stage's own timeout, retry, cooldown, concurrency cap and rate limits.
+//!
+//! This uses `reqwest` and plain JSON instead of `async-openai`: that crate retries on its own
+//! (bypassing our limits and ignoring HTTP-date `Retry-After` and `retry-after-ms`), sets no
+//! timeout, and rejects a whole response whose `finish_reason` it does not know.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::outcome::{self, Completion, Endpoint, Outcome};
+use crate::retry::{self, Cooldown, Decision, Failure, RetryPolicy};
+
+/// Default request timeout: long enough for a few thousand generated tokens.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default number of requests in flight.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// An API key; its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Settings of one provider.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Base URL up to and including `/v1`, such as `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<ApiKey>,
+    /// Extra HTTP headers sent with every request. They may hold secrets, so they are never
+    /// logged.
+    pub headers: BTreeMap<String, String>,
+    pub endpoint: Endpoint,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub requests_per_minute: Option<NonZeroU32>,
+    pub tokens_per_minute: Option<NonZeroU32>,
+    pub retry: RetryPolicy,
+    /// Stores text cut off at `max_tokens` as a success instead of a failure.
+    pub keep_truncated: bool,
+}
+
+impl ProviderConfig {
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key: None,
+            headers: BTreeMap::new(),
+            endpoint: Endpoint::Chat,
+            timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            retry: RetryPolicy::default(),
+            keep_truncated: false,
+        }
+    }
+}
+
+/// A completion that passed every check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Success {
+    pub completion: Completion,
+    pub attempts: u32,
+}
+
+/// Why a request produced no usable text, for the failures table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestFailure {
+    /// Short machine-readable reason, such as `http_400`, `timeout`, `truncated`, `refused`.
+    pub reason: String,
+    /// HTTP status of the last attempt, when one arrived.
+    pub status: Option<u16>,
+    pub attempts: u32,
+    /// Detail for people: the server's error message or the refusal text, cut to 500 bytes.
+    pub detail: String,
+}
+
+/// Sends requests to one OpenAI-compatible server.
+pub struct Provider {
+    client: reqwest::Client,
+    config: ProviderConfig,
+    url: String,
+    slots: Arc<Semaphore>,
+    cooldown: Cooldown,
+    requests: Option<DefaultDirectRateLimiter>,
+    tokens: Option<DefaultDirectRateLimiter>,
+    jitter_state: std::sync::atomic::AtomicU64,
+}
+
+/// Failure to set up a provider.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("invalid provider setting: {0}")]
+    Config(String),
+}
+
+impl Provider {
+    pub fn new(config: ProviderConfig) -> Result<Self, ProviderError> {
+        if config.concurrency == 0 {
+            return Err(ProviderError::Config(
+                "concurrency must be at least 1".into(),
+            ));
+        }
+        let base = config.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ProviderError::Config(format!(
+                "base URL `{base}` must start with http:// or https://, for example http://127.0.0.1:8000/v1"
+            )));
+        }
+        let url = match config.endpoint {
+            Endpoint::Chat => format!("{base}/chat/completions"),
+            Endpoint::Completions => format!("{base}/completions"),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .pool_max_idle_per_host(config.concurrency)
+            .build()
+            .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            cooldown: Cooldown::default(),
+            requests: config
+                .requests_per_minute
+                .map(|n| RateLimiter::direct(smooth_quota(n))),
+            tokens: config
+                .tokens_per_minute
+                .map(|n| RateLimiter::direct(smooth_quota(n))),
+            jitter_state: std::sync::atomic::AtomicU64::new(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            ),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// Sends `body` (a chat or completions request without `model`) until it succeeds, fails
+    /// for good, or runs out of attempts. `estimated_tokens` (prompt plus `max_tokens`) is
+    /// taken from the tokens-per-minute budget before sending.
+    pub async fn complete(
+        &self,
+        body: &Value,
+        estimated_tokens: u32,
+    ) -> Result<Success, RequestFailure> {
+        let mut body = body.clone();
+        body["model"] = Value::String(self.config.model.clone());
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_turn(estimated_tokens).await;
+
+            let (failure, server_wait, detail) = match self.send(&body).await {
+                Ok(completion) => {
+                    match outcome::classify(&completion, self.config.keep_truncated) {
+                        Outcome::Complete => {
+                            return Ok(Success {
+                                completion,
+                                attempts: attempt,
+                            });
+                        }
+                        Outcome::Empty => (
+                            Failure::EmptyBody,
+                            None,
+                            "the completion is empty".to_string(),
+                        ),
+                        Outcome::Truncated => {
+                            return Err(failed(
+                                "truncated",
+                                Some(200),
+                                attempt,
+                                "cut off at max_tokens",
+                            ));
+                        }
+                        Outcome::Refused(message) => {
+                            return Err(failed("refused", Some(200), attempt, &message));
+                        }
+                        Outcome::Filtered => {
+                            return Err(failed(
+                                "content_filter",
+                                Some(200),
+                                attempt,
+                                "stopped by the content filter",
+                            ));
+                        }
+                    }
+                }
+                Err(attempt_error) => attempt_error,
+            };
+
+            let status = match failure {
+                Failure::Status(code) => Some(code),
+                _ => None,
+            };
+            if retry::classify(&failure) == Decision::Fail {
+                return Err(failed(&reason(&failure), status, attempt, &detail));
+            }
+            if failure == Failure::Status(429) {
+                let pause = server_wait.unwrap_or(self.config.retry.base_delay);
+                self.cooldown.extend(
+                    Instant::now(),
+                    pause.min(self.config.retry.retry_after_ceiling),
+                );
+            }
+            let jitter = self.jitter();
+            let Some(delay) = self.config.retry.delay(attempt, jitter, server_wait) else {
+                return Err(failed(&reason(&failure), status, attempt, &detail));
+            };
+            tracing::debug!(attempt, failure = %reason(&failure), delay_ms = delay.as_millis() as u64, "retrying request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Returns a uniform number in `[0, 1)` for backoff jitter. It needs no quality beyond
+    /// spreading retries apart, so a counter run through SplitMix64 serves.
+    fn jitter(&self) -> f64 {
+        let mut z = self
+            .jitter_state
+            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Waits for the shared cooldown and both rate limits.
+    async fn wait_for_turn(&self, estimated_tokens: u32) {
+        loop {
+            let pause = self.cooldown.remaining(Instant::now());
+            if pause.is_zero() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        if let Some(requests) = &self.requests {
+            requests.until_ready().await;
+        }
+        if let (Some(tokens), Some(n)) = (&self.tokens, NonZeroU32::new(estimated_tokens)) {
+            // A request larger than the whole budget takes the full budget instead of
+            // waiting forever.
+            let cap = NonZeroU32::new(self.config.tokens_per_minute.map_or(1, NonZeroU32::get))
+                .expect("non-zero");
+            let _ = tokens.until_n_ready(n.min(cap)).await;
+        }
+    }
+
+    /// Sends one attempt.
+    async fn send(&self, body: &Value) -> Result<Completion, (Failure, Option<Duration>, String)> {
+        let mut request = self.client.post(&self.url).json(body);
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(&key.0);
+        }
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value);
+        }
+
+        let response = request.send().await.map_err(|e| transport_failure(&e))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let server_wait = retry::retry_after(
+            header("retry-after-ms").as_deref(),
+            header("retry-after").as_deref(),
+            SystemTime::now(),
+        );
+        let bytes = response.bytes().await.map_err(|e| transport_failure(&e))?;
+
+        if !(200..300).contains(&status) {
+            return Err((Failure::Status(status), server_wait, error_detail(&bytes)));
+        }
+        outcome::parse(self.config.endpoint, &bytes).map_err(|failure| {
+            let detail = match failure {
+                Failure::EmptyBody => "the response body is empty".to_string(),
+                _ => "the response body is not a completion".to_string(),
+            };
+            (failure, None, detail)
+        })
+    }
+}
+
+/// A per-minute quota whose burst is one second's share, so that the achieved rate stays
+/// close to the limit over any minute instead of front-loading a minute's worth.
+fn smooth_quota(per_minute: NonZeroU32) -> Quota {
+    let burst = NonZeroU32::new(per_minute.get().div_ceil(60)).expect("at least 1");
+    Quota::per_minute(per_minute).allow_burst(burst)
+}
+
+fn transport_failure(error: &reqwest::Error) -> (Failure, Option<Duration>, String) {
+    // The URL is left out of the detail: users may put a key in it.
+    let failure = if error.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Connection
+    };
+    let detail = if error.is_timeout() {
+        "no complete response within the request timeout".to_string()
+    } else {
+        "the connection failed or closed early".to_string()
+    };
+    (failure, None, detail)
+}
+
+/// Returns the `error.message` of an OpenAI-style error body, or the start of the body.
+fn error_detail(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    truncate(&message, 500)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn reason(failure: &Failure) -> String {
+    match failure {
+        Failure::Status(code) => format!("http_{code}"),
+        Failure::Timeout => "timeout".into(),
+        Failure::Connection => "connection".into(),
+        Failure::EmptyBody => "empty".into(),
+        Failure::Malformed => "malformed".into(),
+    }
+}
+
+fn failed(reason: &str, status: Option<u16>, attempts: u32, detail: &str) -> RequestFailure {
+    RequestFailure {
+        reason: reason.to_string(),
+        status,
+        attempts,
+        detail: truncate(detail, 500),
+    }
+}

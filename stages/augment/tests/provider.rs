@@ -1,0 +1,444 @@
+//! The provider against a real HTTP server on 127.0.0.1, scripted per request with the faults
+//! that OpenAI-compatible servers show: 429 with Retry-After, 5xx, hangs, resets, empty and
+//! malformed bodies, truncated and refused completions.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use kenning_augment::outcome::Endpoint;
+use kenning_augment::provider::{ApiKey, Provider, ProviderConfig};
+use kenning_augment::retry::RetryPolicy;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the server does with one request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Keeps the connection open without answering.
+    Hang(Duration),
+    /// Closes the connection without answering.
+    Reset,
+    /// Announces a longer body than it sends, then closes.
+    Truncated,
+}
+
+fn ok(text: &str) -> Reply {
+    completion(text, "stop")
+}
+
+fn completion(text: &str, finish_reason: &str) -> Reply {
+    Reply::Respond {
+        status: 200,
+        headers: Vec::new(),
+        body: json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        })
+        .to_string(),
+    }
+}
+
+fn status(code: u16, headers: &[(&str, &str)], body: &str) -> Reply {
+    Reply::Respond {
+        status: code,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_string(),
+    }
+}
+
+/// A scripted server: replies are taken from the script in request order; once it is empty,
+/// every request gets `fallback`.
+struct Server {
+    base_url: String,
+    requests: Arc<AtomicUsize>,
+    authorization: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start(script: Vec<Reply>, fallback: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let authorization = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        {
+            let requests = requests.clone();
+            let authorization = authorization.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        break;
+                    };
+                    let reply = script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or_else(|| fallback.clone());
+                    let requests = requests.clone();
+                    let authorization = authorization.clone();
+                    tokio::spawn(async move {
+                        serve(stream, reply, &requests, &authorization).await;
+                    });
+                }
+            });
+        }
+        Self {
+            base_url,
+            requests,
+            authorization,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request and answers it as `reply` says, closing the connection afterwards.
+async fn serve(
+    mut stream: TcpStream,
+    reply: Reply,
+    requests: &AtomicUsize,
+    authorization: &Mutex<Vec<String>>,
+) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(value) = head.lines().find_map(|l| {
+        l.strip_prefix("authorization: ")
+            .or_else(|| l.strip_prefix("Authorization: "))
+    }) {
+        authorization.lock().unwrap().push(value.to_string());
+    }
+
+    match reply {
+        Reply::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                body.len()
+            );
+            for (name, value) in headers {
+                response.push_str(&format!("{name}: {value}\r\n"));
+            }
+            response.push_str("\r\n");
+            response.push_str(&body);
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+        Reply::Hang(duration) => tokio::time::sleep(duration).await,
+        Reply::Reset => {}
+        Reply::Truncated => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\nconnection: close\r\n\r\n{\"choices\": [")
+                .await;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn config(server: &Server) -> ProviderConfig {
+    let mut config = ProviderConfig::new(&server.base_url, "test-model");
+    config.timeout = Duration::from_millis(800);
+    config.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        retry_after_ceiling: Duration::from_secs(5),
+    };
+    config
+}
+
+fn request() -> serde_json::Value {
+    json!({"messages": [{"role": "user", "content": "Summarise: Mainz, 1440."}], "max_tokens": 64})
+}
+
+#[tokio::test]
+async fn retry_after_seconds_is_honoured() {
+    let server = Server::start(
+        vec![status(429, &[("retry-after", "1")], "{}")],
+        ok("Gutenberg"),
+    )
+    .await;
+    let provider = Provider::new(config(&server)).unwrap();
+
+    let started = Instant::now();
+    let success = provider.complete(&request(), 100).await.unwrap();
+    assert_eq!(success.completion.text, "Gutenberg");
+    assert_eq!(success.attempts, 2);
+    assert_eq!(server.requests(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn retry_after_http_date_is_honoured() {
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    let server = Server::start(
+        vec![status(429, &[("retry-after", &date)], "not json")],
+        ok("done"),
+    )
+    .await;
+    let provider = Provider::new(config(&server)).unwrap();
+
+    let started = Instant::now();
+    let success = provider.complete(&request(), 100).await.unwrap();
+    assert_eq!(success.attempts, 2);
+    // The HTTP date has one-second resolution, so the wait is between 1 and 2 seconds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let script = vec![
+        status(500, &[], "{}"),
+        status(502, &[], "<html>bad gateway</html>"),
+        status(503, &[], ""),
+    ];
+    let server = Server::start(script, ok("recovered")).await;
+    let provider = Provider::new(config(&server)).unwrap();
+
+    let success = provider.complete(&request(), 100).await.unwrap();
+    assert_eq!(success.attempts, 4);
+    assert_eq!(server.requests(), 4);
+}
+
+#[tokio::test]
+async fn hung_response_times_out_and_retries() {
+    let server = Server::start(
+        vec![Reply::Hang(Duration::from_secs(3))],
+        ok("late but fine"),
+    )
+    .await;
+    let provider = Provider::new(config(&server)).unwrap();
+
+    let started = Instant::now();
+    let success = provider.complete(&request(), 100).await.unwrap();
+    assert_eq!(success.attempts, 2);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the timeout must cut the hang short"
+    );
+}
+
+#[tokio::test]
+async fn reset_and_truncated_bodies_are_retried() {
+    let server = Server::start(vec![Reply::Reset, Reply::Truncated], ok("whole")).await;
+    let provider = Provider::new(config(&server)).unwrap();
+
+    let success = provider.complete(&request(), 100).await.unwrap();
+    assert_eq!(success.attempts, 3);
+    assert_eq!(success.completion.text, "whole");
+}
+
+#[tokio::test]
+async fn empty_and_malformed_bodies_are_retried_then_fail() {
+    let server = Server::start(
+        vec![status(200, &[], ""), status(200, &[], "{\"choices\": [{")],
+        ok("finally"),
+    )
+    .await;
+    let provider = Provider::new(config(&server)).unwrap();
+    assert_eq!(
+        provider.complete(&request(), 100).await.unwrap().attempts,
+        3
+    );
+
+    let server = Server::start(Vec::new(), completion("   ", "stop")).await;
+    let provider = Provider::new(config(&server)).unwrap();
+    let failure = provider.complete(&request(), 100).await.unwrap_err();
+    assert_eq!(failure.reason, "empty");
+    assert_eq!(failure.attempts, 4);
+    assert_eq!(server.requests(), 4);
+}
+
+#[tokio::test]
+async fn truncated_completion_fails_unless_kept() {
+    let server = Server::start(Vec::new(), completion("partial te", "length")).await;
+    let provider = Provider::new(config(&server)).unwrap();
+    let failure = provider.complete(&request(), 100).await.unwrap_err();
+    assert_eq!(failure.reason, "truncated");
+    assert_eq!(failure.attempts, 1);
+
+    let mut keep = config(&server);
+    keep.keep_truncated = true;
+    let success = Provider::new(keep)
+        .unwrap()
+        .complete(&request(), 100)
+        .await
+        .unwrap();
+    assert_eq!(success.completion.finish_reason.as_deref(), Some("length"));
+}
+
+#[tokio::test]
+async fn refusal_is_its_own_failure() {
+    let body = json!({"choices": [{"message": {"content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}]});
+    let server = Server::start(Vec::new(), status(200, &[], &body.to_string())).await;
+    let failure = Provider::new(config(&server))
+        .unwrap()
+        .complete(&request(), 100)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.reason, "refused");
+    assert_eq!(failure.detail, "I can't help with that.");
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn missing_usage_and_unknown_fields_are_accepted() {
+    let body = json!({"choices": [{"message": {"content": "text", "audio": null}, "finish_reason": "abort", "extra": 1}], "vendor": {"x": 2}});
+    let server = Server::start(Vec::new(), status(200, &[], &body.to_string())).await;
+    let success = Provider::new(config(&server))
+        .unwrap()
+        .complete(&request(), 100)
+        .await
+        .unwrap();
+    assert_eq!(success.completion.usage, None);
+    assert_eq!(success.completion.finish_reason.as_deref(), Some("abort"));
+}
+
+#[tokio::test]
+async fn client_errors_fail_at_once() {
+    let body = json!({"error": {"message": "model `nope` does not exist", "type": "invalid_request_error"}});
+    let server = Server::start(Vec::new(), status(404, &[], &body.to_string())).await;
+    let failure = Provider::new(config(&server))
+        .unwrap()
+        .complete(&request(), 100)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.reason, "http_404");
+    assert_eq!(failure.status, Some(404));
+    assert_eq!(failure.attempts, 1);
+    assert!(
+        failure.detail.contains("does not exist"),
+        "{}",
+        failure.detail
+    );
+}
+
+#[tokio::test]
+async fn burst_of_429_is_survived_with_shared_cooldown() {
+    let script = vec![status(429, &[("retry-after", "1")], "{}"); 100];
+    let server = Server::start(script, ok("fine")).await;
+    let mut settings = config(&server);
+    settings.concurrency = 100;
+    let provider = Arc::new(Provider::new(settings).unwrap());
+
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.complete(&request(), 100).await })
+        })
+        .collect();
+    for task in tasks {
+        let success = task
+            .await
+            .unwrap()
+            .expect("every request succeeds after the burst");
+        assert!(success.attempts <= 3, "{} attempts", success.attempts);
+    }
+    assert!(server.requests() <= 300, "{} requests", server.requests());
+}
+
+#[tokio::test]
+async fn request_rate_follows_the_limit() {
+    let server = Server::start(Vec::new(), ok("x")).await;
+    let mut settings = config(&server);
+    settings.requests_per_minute = NonZeroU32::new(600);
+    settings.concurrency = 16;
+    let provider = Arc::new(Provider::new(settings).unwrap());
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.complete(&request(), 10).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    // 600 per minute is 10 per second with a burst of 10, so 40 requests need about 3 s.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2800), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn api_key_is_sent_but_never_shown() {
+    let canary = "sk-canary-5f0c1d2e3b4a59687766554433221100";
+    let server = Server::start(
+        Vec::new(),
+        status(401, &[], "{\"error\": {\"message\": \"invalid key\"}}"),
+    )
+    .await;
+    let mut settings = config(&server);
+    settings.api_key = Some(ApiKey::new(canary));
+    settings.endpoint = Endpoint::Chat;
+    let provider = Provider::new(settings.clone()).unwrap();
+
+    let failure = provider.complete(&request(), 100).await.unwrap_err();
+    assert_eq!(
+        server.authorization.lock().unwrap().as_slice(),
+        [format!("Bearer {canary}")]
+    );
+    for shown in [
+        format!("{failure:?}"),
+        format!("{settings:?}"),
+        failure.detail.clone(),
+    ] {
+        assert!(!shown.contains("canary"), "the key leaked: {shown}");
+    }
+}
