@@ -34,6 +34,7 @@ pub fn run(args: BiosArgs) -> anyhow::Result<BiosSummary> {
         row_group_rows: args.row_group_rows,
         row_group_bytes: args.row_group_bytes,
         zstd_level: args.zstd_level,
+        tables: args.tables,
     };
     let threads = args
         .threads

@@ -274,6 +274,10 @@ pub struct BiosArgs {
     #[arg(long)]
     pub templates: Option<PathBuf>,
 
+    /// Tables to write, comma-separated: bios, qa, people.
+    #[arg(long, value_delimiter = ',', default_value = "bios,qa,people")]
+    pub tables: Vec<kenning_biographies::tables::Table>,
+
     /// Output folder: shards go to OUT/data/{bios,qa,people}.
     #[arg(long, short)]
     pub out: PathBuf,

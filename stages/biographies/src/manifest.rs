@@ -63,9 +63,10 @@ impl BiosManifest {
         config: Value,
         out_dir: &Path,
         shards: &[FinishedShard],
+        written_tables: &[Table],
     ) -> Self {
         let mut tables = BTreeMap::new();
-        for table in Table::ALL {
+        for table in written_tables {
             let prefix = out_dir.join("data").join(table.name());
             let table_shards: Vec<FinishedShard> = shards
                 .iter()
@@ -178,11 +179,15 @@ pub fn render_card(manifest: &BiosManifest, generator: &Generator, license: &str
 
     card.push_str("---\n");
     let _ = writeln!(card, "license: {}", yaml_string(license));
+    let present: Vec<Table> = Table::ALL
+        .into_iter()
+        .filter(|t| manifest.tables.contains_key(t.name()))
+        .collect();
     card.push_str("configs:\n");
-    for table in Table::ALL {
+    for &table in &present {
         let entry = &manifest.tables[table.name()];
         let _ = writeln!(card, "- config_name: {}", table.name());
-        if table == Table::Bios {
+        if table == present[0] {
             card.push_str("  default: true\n");
         }
         card.push_str("  data_files:\n");
@@ -196,7 +201,7 @@ pub fn render_card(manifest: &BiosManifest, generator: &Generator, license: &str
         }
     }
     card.push_str("dataset_info:\n");
-    for table in Table::ALL {
+    for &table in &present {
         let entry = &manifest.tables[table.name()];
         let _ = writeln!(card, "- config_name: {}\n  features:", table.name());
         for column in &entry.columns {
@@ -264,35 +269,42 @@ pub fn render_card(manifest: &BiosManifest, generator: &Generator, license: &str
     );
 
     card.push_str("## Tables and splits\n\n");
-    let _ = writeln!(
-        card,
-        "- `bios`: {} biographies, {} per person, six sentences each (full name first, then \
+    if manifest.tables.contains_key("bios") {
+        let _ = writeln!(
+            card,
+            "- `bios`: {} biographies, {} per person, six sentences each (full name first, then \
          pronouns{}), sentence order {}. Rows are shuffled globally, so one person's \
          biographies are not adjacent.",
-        stats.biographies,
-        config.multiplicity,
-        if config.fullname {
-            "; here the full name is used in every sentence"
-        } else {
-            ""
-        },
-        if config.permute {
-            "shuffled per biography"
-        } else {
-            "fixed (birth date, birth city, university, major, employer, employer city)"
-        }
-    );
-    let _ = writeln!(
-        card,
-        "- `qa`: one question per attribute and person. Split `train` covers {} people whose QA \
+            stats.biographies,
+            config.multiplicity,
+            if config.fullname {
+                "; here the full name is used in every sentence"
+            } else {
+                ""
+            },
+            if config.permute {
+                "shuffled per biography"
+            } else {
+                "fixed (birth date, birth city, university, major, employer, employer city)"
+            }
+        );
+    }
+    if manifest.tables.contains_key("qa") {
+        let _ = writeln!(
+            card,
+            "- `qa`: one question per attribute and person. Split `train` covers {} people whose QA \
          pairs may be trained on, `test` the {} held-out people (biographies only), and `unknown` \
          {} people without biographies, whose answer is always \"I don't know\".",
-        stats.train_people, stats.test_people, stats.unknown_people
-    );
-    let _ = writeln!(
-        card,
-        "- `people`: the ground truth, one row per person, unknown people included.\n"
-    );
+            stats.train_people, stats.test_people, stats.unknown_people
+        );
+    }
+    if manifest.tables.contains_key("people") {
+        let _ = writeln!(
+            card,
+            "- `people`: the ground truth, one row per person, unknown people included."
+        );
+    }
+    card.push('\n');
 
     card.push_str("## Spurious correlation\n\n");
     if config.correlate.is_empty() || config.rho == 0.0 {

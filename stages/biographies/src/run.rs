@@ -48,6 +48,8 @@ pub struct BiosOutput {
     pub row_group_rows: usize,
     pub row_group_bytes: ByteSize,
     pub zstd_level: i32,
+    /// Tables to write; all three unless the user picks some.
+    pub tables: Vec<Table>,
 }
 
 /// How the run executes; none of it changes the output.
@@ -94,6 +96,11 @@ pub fn run(
         zstd_level: output.zstd_level,
     };
     shard_options.validate().map_err(BiosError::Config)?;
+    if output.tables.is_empty() {
+        return Err(BiosError::Config(
+            "tables is empty: choose from bios, qa and people".into(),
+        ));
+    }
     if output.shard_bytes.as_u64() == 0 {
         return Err(BiosError::Config(
             "shard_bytes must be greater than 0".into(),
@@ -120,7 +127,12 @@ pub fn run(
     let moves = if paths.finalize_plan.exists() {
         read_plan(&paths.finalize_plan)?
     } else {
-        let jobs = plan_jobs(&builder, output.shard_bytes.as_u64(), options.threads);
+        let jobs = plan_jobs(
+            &builder,
+            &output.tables,
+            output.shard_bytes.as_u64(),
+            options.threads,
+        );
         let (shards, resumed) =
             write_shards(&builder, &jobs, &paths.state_dir, &shard_options, &options)?;
         resumed_shards = resumed;
@@ -131,7 +143,7 @@ pub fn run(
             );
         }
         let mut moves = Vec::new();
-        for table in Table::ALL {
+        for &table in &output.tables {
             let table_shards: Vec<FinishedShard> = shards
                 .iter()
                 .filter(|(t, _)| *t == table)
@@ -152,7 +164,13 @@ pub fn run(
     let shards = finalize::complete_moves(&moves)?;
 
     let manifest = BiosManifest::build(
-        &generator, &templates, &state, recorded, &paths.dir, &shards,
+        &generator,
+        &templates,
+        &state,
+        recorded,
+        &paths.dir,
+        &shards,
+        &output.tables,
     );
     let manifest_path = paths.dir.join("manifest.json");
     let card_path = paths.dir.join("README.md");
@@ -199,9 +217,14 @@ pub fn run(
 
 /// Cuts every table's splits into row ranges of about `shard_bytes` on disk, and into at least
 /// `threads` ranges when the table is large enough to keep every thread busy.
-fn plan_jobs(builder: &TableBuilder<'_>, shard_bytes: u64, threads: usize) -> Vec<Job> {
+fn plan_jobs(
+    builder: &TableBuilder<'_>,
+    tables: &[Table],
+    shard_bytes: u64,
+    threads: usize,
+) -> Vec<Job> {
     let mut jobs = Vec::new();
-    for table in Table::ALL {
+    for &table in tables {
         for (split, rows) in builder.splits(table) {
             if rows == 0 {
                 continue;
@@ -322,6 +345,7 @@ fn write_job(
         job.table.schema(),
         shard_options.clone(),
         job.index,
+        job.table.plain_columns(),
     )?;
     let mut start = job.rows.start;
     while start < job.rows.end {

@@ -21,11 +21,23 @@ pub const UNKNOWN_ANSWER: &str = "I don't know";
 const BIOS_ORDER: u64 = 20;
 
 /// One output table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     People,
     Bios,
     Qa,
+}
+
+impl std::str::FromStr for Table {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown table `{s}`: use bios, qa or people"))
+    }
 }
 
 impl Table {
@@ -146,6 +158,15 @@ impl Table {
             }
         }
         columns
+    }
+
+    /// Columns whose values rarely repeat, written without dictionary encoding.
+    pub fn plain_columns(self) -> &'static [&'static str] {
+        match self {
+            Self::People => &["key", "person_id", "full_name"],
+            Self::Bios => &["key", "person_id", "full_name", "text"],
+            Self::Qa => &["key", "person_id", "full_name", "question"],
+        }
     }
 
     pub fn schema(self) -> SchemaRef {

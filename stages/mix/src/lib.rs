@@ -338,7 +338,14 @@ pub fn run(config: MixConfig, output: MixOutput, restart: bool) -> Result<MixSum
     }
 
     // Pass 3: shuffle each bucket in memory and write it into shards.
-    let mut writer = ShardWriter::for_batches(&work.join("shards"), "train", schema(), options, 0)?;
+    let mut writer = ShardWriter::for_batches(
+        &work.join("shards"),
+        "train",
+        schema(),
+        options,
+        0,
+        &["key", "text"],
+    )?;
     let mut finished = Vec::new();
     for bucket in 0..buckets {
         let path = work.join("buckets").join(format!("{bucket:05}.jsonl"));

@@ -10,6 +10,7 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -71,14 +72,20 @@ impl ShardOptions {
         Ok(())
     }
 
-    fn writer_properties(&self) -> Result<WriterProperties, SinkError> {
+    /// Builds the Parquet writer settings. `plain_columns` are written without dictionary
+    /// encoding: for columns whose values rarely repeat (keys, texts) a dictionary only costs
+    /// time and is dropped by the writer anyway once it grows past its page limit.
+    fn writer_properties(&self, plain_columns: &[&str]) -> Result<WriterProperties, SinkError> {
         let level = ZstdLevel::try_new(self.zstd_level)?;
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes.as_u64() as usize))
-            .set_created_by(format!("kenning {}", env!("CARGO_PKG_VERSION")))
-            .build())
+            .set_created_by(format!("kenning {}", env!("CARGO_PKG_VERSION")));
+        for column in plain_columns {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        Ok(builder.build())
     }
 }
 
@@ -150,7 +157,7 @@ impl ShardWriter {
         options: ShardOptions,
         first_index: u32,
     ) -> Result<Self, SinkError> {
-        let properties = options.writer_properties()?;
+        let properties = options.writer_properties(&["key", "text"])?;
         // Sizes are checked once per batch, so a batch is kept well below the shard and row
         // group limits. Otherwise a small shard would overshoot its target by a whole batch.
         let batch_rows = BATCH_ROWS.min(options.row_group_rows);
@@ -173,14 +180,17 @@ impl ShardWriter {
 
     /// Creates a writer that takes whole record batches of `schema` through
     /// [`ShardWriter::write_batch`], for tables that do not have the record columns.
+    /// `plain_columns` are written without dictionary encoding, for columns whose values
+    /// rarely repeat.
     pub fn for_batches(
         dir: &Path,
         name: &str,
         schema: SchemaRef,
         options: ShardOptions,
         first_index: u32,
+        plain_columns: &[&str],
     ) -> Result<Self, SinkError> {
-        let properties = options.writer_properties()?;
+        let properties = options.writer_properties(plain_columns)?;
         Ok(Self {
             batch_rows: 0,
             batch_bytes: 0,
