@@ -2,7 +2,9 @@
 
 Writes the same three tables as `kenning bios`, with the same columns and row counts: `bios`
 (one row per biography), `qa` (six questions per person, unknown people included) and
-`people` (one row per person). Attribute pools, sentence templates and question templates are
+`people` (one row per person). `--tables` picks a subset, as in `kenning bios`, and only the
+work that those tables need is done: with `bios` alone, no unknown people are drawn and no
+QA rows are built. Attribute pools, sentence templates and question templates are
 read from datasets/bios. Names are built from syllables, because Kenning's name pools come
 from a Rust crate, and they are kept unique by rejection with a set. Randomness is the
 standard `random` module with a seed, and pyarrow writes zstd Parquet, one file per table
@@ -45,6 +47,7 @@ SYLLABLES = [
     "or", "pe", "qui", "ro", "sa", "tor", "ul", "va", "wen", "xa", "yo", "zel",
 ]
 UNKNOWN_ANSWER = "I don't know"
+TABLES = ("bios", "qa", "people")
 
 STRING = pa.string()
 SCHEMAS = {
@@ -80,6 +83,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--zstd-level", type=int, default=3, help="zstd compression level")
     parser.add_argument("--batch-rows", type=int, default=100_000, help="rows per pyarrow table and row group")
     parser.add_argument(
+        "--tables",
+        default=",".join(TABLES),
+        help="tables to write, comma-separated: bios, qa, people [default: all three]",
+    )
+    parser.add_argument(
         "--work-dir",
         type=Path,
         default=ROOT / "bench-out/bios",
@@ -93,6 +101,14 @@ def parse_args() -> argparse.Namespace:
         parser.error("--people, --multiplicity and --batch-rows must be at least 1")
     if args.unknown_people < 0:
         parser.error("--unknown-people must be at least 0")
+    tables = [name.strip() for name in args.tables.split(",") if name.strip()]
+    unknown = [name for name in tables if name not in TABLES]
+    if unknown:
+        parser.error(f"invalid table {unknown[0]!r} in --tables: use bios, qa or people")
+    if not tables:
+        parser.error("--tables is empty: choose from bios, qa and people")
+    # Keep the order of TABLES, so that the figures list the tables the same way every run.
+    args.tables = [name for name in TABLES if name in tables]
     return args
 
 
@@ -112,13 +128,13 @@ def capitalized(sentence: str, template: str, value_name: str) -> str:
 class ParquetTables:
     """One ParquetWriter per table and split, fed with column lists of `batch_rows` rows."""
 
-    def __init__(self, out_dir: Path, zstd_level: int, batch_rows: int):
+    def __init__(self, out_dir: Path, zstd_level: int, batch_rows: int, tables: list[str]):
         self.out_dir = out_dir
         self.zstd_level = zstd_level
         self.batch_rows = batch_rows
         self.writers: dict[tuple[str, str], pq.ParquetWriter] = {}
         self.pending: dict[tuple[str, str], list[list]] = {}
-        self.rows: dict[str, int] = {name: 0 for name in SCHEMAS}
+        self.rows: dict[str, int] = {name: 0 for name in tables}
         self.paths: list[Path] = []
 
     def append(self, table: str, split: str, row: tuple) -> None:
@@ -172,7 +188,11 @@ def generate(args: argparse.Namespace, out: ParquetTables) -> None:
     first_names = sorted({syllable_name(2) for _ in range(2_000)})
     surnames = {origin: sorted({syllable_name(3) for _ in range(1_000)}) for origin in ORIGINS}
 
-    total = args.people + args.unknown_people
+    write_bios = "bios" in args.tables
+    write_qa = "qa" in args.tables
+    write_people = "people" in args.tables
+    # Unknown people have no biography, so only the qa and people tables need them.
+    total = args.people + args.unknown_people if write_qa or write_people else args.people
     train_people = round(args.people * 0.5)
     used_names: set[str] = set()
     people = []
@@ -196,16 +216,24 @@ def generate(args: argparse.Namespace, out: ParquetTables) -> None:
         else:
             group = "unknown"
         person_id = f"p{index:09}"
-        people.append((person_id, full_name, pronoun, values))
-        out.append(
-            "people",
-            "train",
-            (f"{person_id}/people/record/0", person_id, full_name, first, middle, last, origin, pronoun, *values, group),
-        )
-        for attribute, ((name, _), value) in enumerate(zip(ATTRIBUTES, values)):
-            question = rng.choice(questions[attribute]).format(name=full_name)
-            answer = UNKNOWN_ANSWER if group == "unknown" else value
-            out.append("qa", group, (f"{person_id}/qa/{name}/0", person_id, full_name, name, question, answer, group, None))
+        if write_bios and index < args.people:
+            people.append((person_id, full_name, pronoun, values))
+        if write_people:
+            out.append(
+                "people",
+                "train",
+                (f"{person_id}/people/record/0", person_id, full_name, first, middle, last, origin, pronoun, *values, group),
+            )
+        if write_qa:
+            for attribute, ((name, _), value) in enumerate(zip(ATTRIBUTES, values)):
+                question = rng.choice(questions[attribute]).format(name=full_name)
+                answer = UNKNOWN_ANSWER if group == "unknown" else value
+                out.append(
+                    "qa", group, (f"{person_id}/qa/{name}/0", person_id, full_name, name, question, answer, group, None)
+                )
+
+    if not write_bios:
+        return
 
     # Biographies in a random order, as Kenning writes them.
     slots = list(range(args.people * args.multiplicity))
@@ -237,14 +265,14 @@ def main() -> int:
         # The clock covers reading the pools and templates, generating every row, building the
         # Arrow arrays, and writing and fsyncing the files.
         started = time.perf_counter()
-        tables = ParquetTables(out_dir, args.zstd_level, args.batch_rows)
+        tables = ParquetTables(out_dir, args.zstd_level, args.batch_rows, args.tables)
         generate(args, tables)
         tables.close()
         seconds = time.perf_counter() - started
         # Linux reports ru_maxrss in KiB.
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         output_bytes = {
-            table: sum(path.stat().st_size for path in (out_dir / table).glob("*.parquet")) for table in SCHEMAS
+            table: sum(path.stat().st_size for path in (out_dir / table).glob("*.parquet")) for table in args.tables
         }
     finally:
         if not args.keep:

@@ -227,8 +227,8 @@ impl StatePaths {
         })
     }
 
-    /// Deletes what kenning wrote in the folder: the state, `data/`, the manifest, the card
-    /// and the rejects file. Other files are left alone.
+    /// Deletes what kenning wrote in the folder: the state, `data/`, the manifest, the card,
+    /// the rejects and failures files. Other files are left alone.
     fn clear(&self) -> Result<(), ResumeError> {
         let remove = |path: PathBuf| -> Result<(), ResumeError> {
             let result = if path.is_dir() {
@@ -242,7 +242,12 @@ impl StatePaths {
         };
         remove(self.state_dir.clone())?;
         remove(self.dir.join("data"))?;
-        for name in ["manifest.json", "README.md", "rejects.jsonl"] {
+        for name in [
+            "manifest.json",
+            "README.md",
+            "rejects.jsonl",
+            "failures.jsonl",
+        ] {
             remove(self.dir.join(name))?;
         }
         tracing::info!(dir = %self.dir.display(), "cleared the previous output (--restart)");

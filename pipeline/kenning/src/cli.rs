@@ -34,6 +34,101 @@ pub enum Command {
     Bios(BiosArgs),
     /// Interleave two shard sets at a target token ratio, globally shuffled.
     Mix(MixArgs),
+    /// Rewrite documents with an LLM using learning-strategy prompts (SPA).
+    Augment(AugmentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AugmentArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Generator: `openai` for any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama).
+    #[arg(long, default_value = "openai")]
+    pub provider: String,
+
+    /// Server URL up to /v1, such as http://127.0.0.1:8000/v1.
+    #[arg(long, default_value = "https://api.openai.com/v1")]
+    pub base_url: String,
+
+    /// Model name the server expects.
+    #[arg(long)]
+    pub model: String,
+
+    /// Environment variable (or .env entry) with the API key; no key is sent when it is unset.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+
+    /// Extra HTTP header, as `Name: value`; repeat for several.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+
+    /// Use the text-completions endpoint and the raw-completion prompts, for base models.
+    #[arg(long)]
+    pub completions: bool,
+
+    /// Prompt templates, comma-separated: key_concepts, mind_map, implications, critical_qa,
+    /// case_study, discussion, teacher, rephrase, synthetic_qa, or `all` for the seven strategies.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub strategies: Vec<String>,
+
+    /// Folder of extra prompt templates (*.toml), which may replace built-in ones.
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+
+    /// Samples per document and template.
+    #[arg(long, default_value_t = 1)]
+    pub k: u32,
+
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+
+    #[arg(long)]
+    pub top_p: Option<f32>,
+
+    /// Maximum completion tokens per request.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: u32,
+
+    /// Base seed sent to the server; sample i gets seed + i.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Stop sequence; repeat for several.
+    #[arg(long)]
+    pub stop: Vec<String>,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = kenning_augment::provider::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+
+    /// Maximum requests per minute.
+    #[arg(long)]
+    pub requests_per_minute: Option<std::num::NonZeroU32>,
+
+    /// Maximum tokens per minute (estimated before sending).
+    #[arg(long)]
+    pub tokens_per_minute: Option<std::num::NonZeroU32>,
+
+    /// Request timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+
+    /// Attempts per request, the first included.
+    #[arg(long, default_value_t = kenning_augment::retry::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+
+    /// Store text cut off at --max-tokens instead of recording it as a failure.
+    #[arg(long)]
+    pub keep_truncated: bool,
+
+    /// Send again the requests that an earlier, interrupted run recorded as failed. A completed
+    /// run reports "Nothing to do" whatever this flag says.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Args)]

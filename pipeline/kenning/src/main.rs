@@ -1,5 +1,6 @@
 //! The `kenning` command.
 
+mod augment;
 mod bios;
 mod cli;
 mod mix;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
             .and_then(|(config, options)| pipeline::run(config, options)),
         Command::Run(args) => pipeline::config_from_file(args)
             .and_then(|(config, options)| pipeline::run(config, options)),
+        Command::Augment(args) => augment::run(args),
         Command::Mix(args) => {
             return match mix::run(args) {
                 Ok(summary) => {
@@ -69,7 +71,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     let default = format!(
-        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},warn"
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

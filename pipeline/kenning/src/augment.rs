@@ -1,0 +1,189 @@
+//! `kenning augment`: flags to a provider and prompt templates, then the run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kenning_augment::builtin::{self, SPA_STRATEGIES};
+use kenning_augment::outcome::Endpoint;
+use kenning_augment::provider::{ApiKey, Provider, ProviderConfig};
+use kenning_augment::retry::RetryPolicy;
+use kenning_augment::stage::{AugmentStage, Sampling};
+use kenning_pipeline::config::{InputConfig, OutputConfig};
+use kenning_pipeline::{Engine, RunSummary};
+use serde_json::json;
+
+use crate::cli::AugmentArgs;
+
+/// Reads `name` from the environment, or else from a `.env` file in the current folder.
+fn api_key(name: &str) -> Option<ApiKey> {
+    if let Ok(value) = std::env::var(name)
+        && !value.trim().is_empty()
+    {
+        return Some(ApiKey::new(value.trim()));
+    }
+    let text = std::fs::read_to_string(".env").ok()?;
+    text.lines().find_map(|line| {
+        let line = line.trim().strip_prefix("export ").unwrap_or(line.trim());
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == name).then(|| ApiKey::new(value.trim().trim_matches(['"', '\''])))
+    })
+}
+
+/// Runs `kenning augment` with the given flags.
+pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
+    if args.provider != "openai" {
+        bail!(
+            "provider `{}` is not available: use `openai` with --base-url for any OpenAI-compatible server",
+            args.provider
+        );
+    }
+    if args.k == 0 {
+        bail!("--k must be at least 1 (samples per document and template)");
+    }
+
+    let all_templates = builtin::templates(args.prompts.as_deref())?;
+    let mut names: Vec<String> = Vec::new();
+    for name in &args.strategies {
+        if name == "all" {
+            names.extend(SPA_STRATEGIES.iter().map(|s| s.to_string()));
+        } else {
+            names.push(name.clone());
+        }
+    }
+    let mut templates = Vec::new();
+    for name in &names {
+        let template = all_templates.get(name).with_context(|| {
+            format!(
+                "unknown strategy `{name}`; available: {}",
+                all_templates.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        if template.group == "entigraph" {
+            bail!(
+                "`{name}` belongs to the two-step entity-graph generation, which `kenning augment` does not run yet"
+            );
+        }
+        templates.push(template.clone());
+    }
+
+    let mut headers = BTreeMap::new();
+    for header in &args.headers {
+        let (name, value) = header.split_once(':').with_context(|| {
+            format!(
+                "invalid --header `{}`: write `Name: value`",
+                header.split(':').next().unwrap_or("")
+            )
+        })?;
+        headers.insert(name.trim().to_string(), value.trim().to_string());
+    }
+    let mut provider_config = ProviderConfig::new(&args.base_url, &args.model);
+    provider_config.api_key = api_key(&args.api_key_env);
+    provider_config.headers = headers;
+    provider_config.endpoint = if args.completions {
+        Endpoint::Completions
+    } else {
+        Endpoint::Chat
+    };
+    provider_config.timeout = Duration::from_secs(args.timeout);
+    provider_config.concurrency = args.concurrency;
+    provider_config.requests_per_minute = args.requests_per_minute;
+    provider_config.tokens_per_minute = args.tokens_per_minute;
+    provider_config.keep_truncated = args.keep_truncated;
+    provider_config.retry = RetryPolicy {
+        max_attempts: args.max_attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    let provider = Provider::new(provider_config)?;
+
+    let input = InputConfig {
+        path: args.input.input,
+        format: args.input.format,
+        id_field: args.input.id_field,
+        title_field: args.input.title_field,
+        text_field: args.input.text_field,
+        skip_invalid: args.input.skip_invalid,
+        limit: args.input.limit,
+    };
+    let output = OutputConfig {
+        dir: args.output.out,
+        split: args.output.split,
+        license: args.output.license,
+        shard_bytes: args.output.shard_bytes,
+        row_group_rows: args.output.row_group_rows,
+        row_group_bytes: args.output.row_group_bytes,
+        zstd_level: args.output.zstd_level,
+        // A response is journaled only when the sink takes it, so a short channel keeps the
+        // answers lost in a crash (and paid again) close to the requests in flight.
+        channel_capacity: 1,
+    };
+    if !input.path.exists() {
+        bail!(
+            "input not found: {}. Check the --input path",
+            input.path.display()
+        );
+    }
+    output.validate().map_err(anyhow::Error::msg)?;
+
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        max_tokens: args.max_tokens,
+        seed: args.seed,
+        stop: args.stop,
+    };
+    // Headers and the key stay out of the recorded configuration: they may hold secrets.
+    let recorded = json!({
+        "input": input,
+        "output": output,
+        "stages": [{
+            "kind": "augment",
+            "provider": args.provider,
+            "base_url": args.base_url,
+            "model": args.model,
+            "endpoint": if args.completions { "completions" } else { "chat" },
+            "strategies": names,
+            "k": args.k,
+            "sampling": sampling,
+            "keep_truncated": args.keep_truncated,
+        }],
+    });
+    let failures = output.dir.join("failures.jsonl");
+    let stage = AugmentStage::new(
+        provider,
+        templates,
+        args.k,
+        sampling,
+        failures,
+        args.retry_failed,
+    );
+
+    let engine = Engine {
+        input,
+        output,
+        config: recorded,
+        restart: args.output.run.restart,
+        progress: !args.output.run.no_progress,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(engine.run(vec![Box::new(stage)]))?;
+    let failures = summary.out_dir.join("failures.jsonl");
+    if failures.exists()
+        && std::fs::metadata(&failures)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    {
+        let count = std::fs::read_to_string(&failures)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        eprintln!(
+            "{count} request(s) failed; see {}. Re-run with --retry-failed to send them again.",
+            Path::new(&failures).display()
+        );
+    }
+    Ok(summary)
+}

@@ -1,0 +1,254 @@
+//! `kenning augment` end to end against an OpenAI-compatible server on 127.0.0.1 that counts
+//! requests: rows per key, failures kept out of the dataset, resume without paying twice, and a
+//! canary API key that never appears in any output.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const KENNING: &str = env!("CARGO_BIN_EXE_kenning");
+const CANARY: &str = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// A chat-completions server: answers every request after `latency` with a text naming the
+/// document, except for documents whose text contains `REJECT`, which get a 400.
+struct FakeServer {
+    base_url: String,
+    requests: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeServer {
+    fn start(latency: Duration) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let counter = requests.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { break };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head_end, length) = loop {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while buffer.len() < head_end + length {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let request: Value = serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap();
+                    let prompt = request["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+                    tokio::time::sleep(latency).await;
+
+                    let (status, body) = if prompt.contains("REJECT") {
+                        (400, json!({"error": {"message": "this document is not allowed"}}))
+                    } else {
+                        let text = format!("A rewrite of a document of {} characters.", prompt.len());
+                        (200, json!({
+                            "model": "fake-model",
+                            "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 50, "completion_tokens": 9}
+                        }))
+                    };
+                    let body = body.to_string();
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            base_url,
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn write_documents(path: &Path, count: usize, reject: &[usize]) {
+    let mut lines = String::new();
+    for i in 0..count {
+        let marker = if reject.contains(&i) { " REJECT" } else { "" };
+        let text =
+            format!("Document {i} tells of the printing press in Mainz around 1440.{marker}");
+        lines.push_str(
+            &json!({"id": format!("doc-{i}"), "title": format!("Doc {i}"), "text": text})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    fs::write(path, lines).unwrap();
+}
+
+fn augment_command(server: &FakeServer, input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(KENNING);
+    command
+        .env("OPENAI_API_KEY", CANARY)
+        .env("RUST_LOG", "debug")
+        .args([
+            "augment",
+            "--no-progress",
+            "--model",
+            "fake-model",
+            "--base-url",
+            &server.base_url,
+        ])
+        .args([
+            "--strategies",
+            "implications,key_concepts",
+            "--k",
+            "2",
+            "--max-attempts",
+            "2",
+        ])
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn rows(out: &Path) -> u64 {
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    manifest["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rows"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn augment_writes_rows_and_failures_without_leaking_the_key() {
+    let server = FakeServer::start(Duration::from_millis(5));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 3, &[1]);
+    let out = dir.path().join("out");
+
+    let first = run(augment_command(&server, &input, &out, &[]));
+    // 3 documents × 2 strategies × 2 samples; document 1 gets a permanent 400.
+    assert_eq!(rows(&out), 8);
+    assert_eq!(server.requests(), 12);
+    let failures = fs::read_to_string(out.join("failures.jsonl")).unwrap();
+    assert_eq!(failures.lines().count(), 4, "{failures}");
+    for line in failures.lines() {
+        let failure: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(failure["doc_id"], "doc-1");
+        assert_eq!(failure["reason"], "http_400");
+        assert_eq!(failure["attempts"], 1);
+        assert!(failure["detail"].as_str().unwrap().contains("not allowed"));
+    }
+
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["usage"]["prompt_tokens"], 400);
+    assert_eq!(manifest["provenance"]["augment"]["model"], "fake-model");
+    assert!(manifest["provenance"]["augment"]["prompts"]["implications"].is_string());
+
+    // Running again sends nothing: the rows are stored and the failures are not retried.
+    let second = run(augment_command(&server, &input, &out, &[]));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("Nothing to do"));
+    assert_eq!(server.requests(), 12);
+
+    let mut shown = String::new();
+    for output in [&first, &second] {
+        shown.push_str(&String::from_utf8_lossy(&output.stdout));
+        shown.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    for file in [
+        "manifest.json",
+        "README.md",
+        "failures.jsonl",
+        ".kenning/state.json",
+    ] {
+        shown.push_str(&fs::read_to_string(out.join(file)).unwrap());
+    }
+    assert!(!shown.contains("canary"), "the API key leaked");
+}
+
+#[test]
+fn kill_then_resume_pays_at_most_the_in_flight_requests_again() {
+    let server = FakeServer::start(Duration::from_millis(40));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 40, &[]);
+    let out = dir.path().join("out");
+    let concurrency = 4;
+
+    let mut child = augment_command(&server, &input, &out, &["--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 160 requests at 4 in flight and 40 ms each take about 1.6 s; kill in the middle.
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before_resume = server.requests();
+    assert!(
+        before_resume > 10 && before_resume < 160,
+        "{before_resume} requests before the kill"
+    );
+
+    run(augment_command(
+        &server,
+        &input,
+        &out,
+        &["--concurrency", "4"],
+    ));
+    assert_eq!(rows(&out), 160);
+    let extra = server.requests() - 160;
+    // Requests in flight when the process died, plus at most one finished response in the
+    // channel to the sink and one being journaled, are paid twice.
+    assert!(extra <= concurrency + 2, "{extra} requests were sent twice");
+}
