@@ -193,7 +193,7 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def table_row(label: str, figures: dict, versus: str) -> str:
-    """Format one run as a Markdown table row; a table that the run did not write shows `–`."""
+    """Format one run as a Markdown table row. A table that the run did not write shows `–`."""
     rows = [f"{figures['rows'][table]:,}" if table in figures["rows"] else "–" for table in TABLES]
     megabytes = [
         f"{figures['output_bytes'][table] / 1e6:,.0f}" if table in figures["output_bytes"] else "–" for table in TABLES

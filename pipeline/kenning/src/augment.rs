@@ -10,7 +10,6 @@ use kenning_augment::outcome::Endpoint;
 use kenning_augment::provider::{ApiKey, Provider, ProviderConfig};
 use kenning_augment::retry::RetryPolicy;
 use kenning_augment::stage::{AugmentStage, Sampling};
-use kenning_pipeline::config::{InputConfig, OutputConfig};
 use kenning_pipeline::{Engine, RunSummary};
 use serde_json::json;
 
@@ -97,27 +96,10 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
     };
     let provider = Provider::new(provider_config)?;
 
-    let input = InputConfig {
-        path: args.input.input,
-        format: args.input.format,
-        id_field: args.input.id_field,
-        title_field: args.input.title_field,
-        text_field: args.input.text_field,
-        skip_invalid: args.input.skip_invalid,
-        limit: args.input.limit,
-    };
-    let output = OutputConfig {
-        dir: args.output.out,
-        split: args.output.split,
-        license: args.output.license,
-        shard_bytes: args.output.shard_bytes,
-        row_group_rows: args.output.row_group_rows,
-        row_group_bytes: args.output.row_group_bytes,
-        zstd_level: args.output.zstd_level,
-        // A response is journaled only when the sink takes it, so a short channel keeps the
-        // answers lost in a crash (and paid again) close to the requests in flight.
-        channel_capacity: 1,
-    };
+    let input = args.input.to_config();
+    // A response is journaled only when the sink takes it, so a short channel keeps the
+    // answers lost in a crash (and paid again) close to the requests in flight.
+    let output = args.output.to_config(1);
     if !input.path.exists() {
         bail!(
             "input not found: {}. Check the --input path",

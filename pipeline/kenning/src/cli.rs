@@ -405,6 +405,38 @@ pub struct BiosArgs {
     pub run: RunOptions,
 }
 
+impl InputArgs {
+    /// Returns the input settings these flags give.
+    pub fn to_config(&self) -> kenning_pipeline::config::InputConfig {
+        kenning_pipeline::config::InputConfig {
+            path: self.input.clone(),
+            format: self.format,
+            id_field: self.id_field.clone(),
+            title_field: self.title_field.clone(),
+            text_field: self.text_field.clone(),
+            skip_invalid: self.skip_invalid,
+            limit: self.limit,
+        }
+    }
+}
+
+impl OutputArgs {
+    /// Returns the output settings these flags give, with `channel_capacity` records between
+    /// two stages.
+    pub fn to_config(&self, channel_capacity: usize) -> kenning_pipeline::config::OutputConfig {
+        kenning_pipeline::config::OutputConfig {
+            dir: self.out.clone(),
+            split: self.split.clone(),
+            license: self.license.clone(),
+            shard_bytes: self.shard_bytes,
+            row_group_rows: self.row_group_rows,
+            row_group_bytes: self.row_group_bytes,
+            zstd_level: self.zstd_level,
+            channel_capacity,
+        }
+    }
+}
+
 fn parse_years(value: &str) -> Result<[i32; 2], String> {
     let (first, last) = value.split_once('-').ok_or_else(|| {
         format!("invalid year range `{value}`: write FIRST-LAST, such as 1900-2000")

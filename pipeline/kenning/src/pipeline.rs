@@ -65,25 +65,10 @@ impl PipelineConfig {
 
 /// Builds the pipeline of `kenning chunk` from its flags.
 pub fn config_from_chunk_args(args: ChunkArgs) -> anyhow::Result<(PipelineConfig, RunOptions)> {
-    let input = InputConfig {
-        path: args.input.input,
-        format: args.input.format,
-        id_field: args.input.id_field,
-        title_field: args.input.title_field,
-        text_field: args.input.text_field,
-        skip_invalid: args.input.skip_invalid,
-        limit: args.input.limit,
-    };
-    let output = OutputConfig {
-        dir: args.output.out,
-        split: args.output.split,
-        license: args.output.license,
-        shard_bytes: args.output.shard_bytes,
-        row_group_rows: args.output.row_group_rows,
-        row_group_bytes: args.output.row_group_bytes,
-        zstd_level: args.output.zstd_level,
-        channel_capacity: kenning_pipeline::config::DEFAULT_CHANNEL_CAPACITY,
-    };
+    let input = args.input.to_config();
+    let output = args
+        .output
+        .to_config(kenning_pipeline::config::DEFAULT_CHANNEL_CAPACITY);
     let chunk = ChunkConfig {
         max_tokens: args.max_tokens,
         overlap: args.overlap,
