@@ -129,6 +129,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
             "k": args.k,
             "sampling": sampling,
             "keep_truncated": args.keep_truncated,
+            "token_budget": args.token_budget,
         }],
     });
     let failures = output.dir.join("failures.jsonl");
@@ -139,7 +140,8 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
         sampling,
         failures,
         args.retry_failed,
-    );
+    )
+    .with_token_budget(args.token_budget);
 
     let engine = Engine {
         input,

@@ -125,6 +125,11 @@ pub struct AugmentArgs {
     #[arg(long)]
     pub keep_truncated: bool,
 
+    /// Stop once the completions reach this many tokens (such as 2M), split evenly across the
+    /// templates.
+    #[arg(long, value_parser = parse_count)]
+    pub token_budget: Option<u64>,
+
     /// Send again the requests that an earlier, interrupted run recorded as failed. A completed
     /// run reports "Nothing to do" whatever this flag says.
     #[arg(long)]
@@ -435,6 +440,26 @@ impl OutputArgs {
             channel_capacity,
         }
     }
+}
+
+/// Parses a count such as `2000`, `500K`, `2M` or `1.5G` (powers of 1000).
+fn parse_count(value: &str) -> Result<u64, String> {
+    let trimmed = value.trim();
+    let (number, multiplier) = match trimmed.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&trimmed[..trimmed.len() - 1], 1e3),
+        Some('M') => (&trimmed[..trimmed.len() - 1], 1e6),
+        Some('G') => (&trimmed[..trimmed.len() - 1], 1e9),
+        _ => (trimmed, 1.0),
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid count `{value}`: write a number such as 2000, 500K or 2M"))?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(format!(
+            "invalid count `{value}`: it must be greater than 0"
+        ));
+    }
+    Ok((number * multiplier).round() as u64)
 }
 
 fn parse_years(value: &str) -> Result<[i32; 2], String> {

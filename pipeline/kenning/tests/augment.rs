@@ -252,3 +252,24 @@ fn kill_then_resume_pays_at_most_the_in_flight_requests_again() {
     // channel to the sink and one being journaled, are paid twice.
     assert!(extra <= concurrency + 2, "{extra} requests were sent twice");
 }
+
+#[test]
+fn token_budget_stops_each_template_at_its_share() {
+    let server = FakeServer::start(Duration::from_millis(1));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 30, &[]);
+    let out = dir.path().join("out");
+
+    // Each completion reports 9 tokens. A budget of 100 gives each of the two templates 50
+    // tokens: 6 completions reach it, and with one request in flight a seventh may finish.
+    run(augment_command(
+        &server,
+        &input,
+        &out,
+        &["--concurrency", "1", "--token-budget", "100"],
+    ));
+    let written = rows(&out);
+    assert!((12..=14).contains(&written), "{written} rows");
+    assert!(server.requests() < 30 * 4, "{} requests", server.requests());
+}

@@ -45,9 +45,21 @@ pub struct AugmentStage {
     sampling: Sampling,
     failures_path: PathBuf,
     retry_failed: bool,
+    token_budget: Option<u64>,
 }
 
 impl AugmentStage {
+    /// Stops sending new requests for a template once the completions of this run reached its
+    /// share of `budget` tokens: the budget is split evenly across the templates. Requests in
+    /// flight still finish, so a share can be exceeded by at most their `max_tokens`.
+    ///
+    /// NOTE: the budget counts the tokens of this run only; a resumed run starts counting
+    /// from zero.
+    pub fn with_token_budget(mut self, budget: Option<u64>) -> Self {
+        self.token_budget = budget;
+        self
+    }
+
     pub fn new(
         provider: Provider,
         templates: Vec<PromptTemplate>,
@@ -63,6 +75,7 @@ impl AugmentStage {
             sampling,
             failures_path,
             retry_failed,
+            token_budget: None,
         }
     }
 
@@ -213,6 +226,12 @@ impl Stage for AugmentStage {
             let mut tasks: JoinSet<(Record, RecordKey, Result<Success, RequestFailure>)> =
                 JoinSet::new();
 
+            let share = stage
+                .token_budget
+                .map(|budget| budget / stage.templates.len().max(1) as u64);
+            let mut produced: BTreeMap<String, u64> = BTreeMap::new();
+            let mut budget_skipped = 0u64;
+
             let mut input_open = true;
             while input_open || !tasks.is_empty() {
                 tokio::select! {
@@ -227,6 +246,10 @@ impl Stage for AugmentStage {
                                 let key = RecordKey::new(record.key.doc_id.clone(), STAGE, template.name.clone(), sample);
                                 if context.done.contains(&key) || failed_before.contains(&key.to_string()) {
                                     report.skipped_done += 1;
+                                    continue;
+                                }
+                                if share.is_some_and(|share| produced.get(&template.name).copied().unwrap_or(0) >= share) {
+                                    budget_skipped += 1;
                                     continue;
                                 }
                                 let body = stage.body(template, &record, sample)?;
@@ -246,6 +269,9 @@ impl Stage for AugmentStage {
                             Ok(success) => {
                                 let completion = success.completion;
                                 let tokens = completion.usage;
+                                // Without `usage`, about four characters make a token.
+                                let generated = tokens.map_or(completion.text.len() as u64 / 4, |t| t.completion);
+                                *produced.entry(key.variant.clone()).or_default() += generated;
                                 if let Some(tokens) = tokens {
                                     usage.prompt_tokens += tokens.prompt;
                                     usage.completion_tokens += tokens.completion;
@@ -288,6 +314,13 @@ impl Stage for AugmentStage {
                         }
                     }
                 }
+            }
+            if budget_skipped > 0 {
+                tracing::info!(
+                    requests = budget_skipped,
+                    budget = stage.token_budget,
+                    "token budget reached; requests not sent"
+                );
             }
             report.usage = Some(usage);
             Ok(report)
