@@ -300,7 +300,7 @@ Each generator ran in its own process, one after the other: kenning {args.runs} 
   - Peak RSS at {memory_people} biographies (all three tables): {rss_target}.
 - kenning runs one shard writer per CPU with its defaults: shards of about 64 MiB, row groups of at most 100,000 rows or 32 MiB. Python writes one file per table and split, with row groups of 100,000 rows, and keeps every person with a biography in a list so that it can write the biographies in a shuffled order, as kenning does. Python's names are made of syllables, because kenning's name pools come from a Rust crate, so its files differ a little in size.
 - Peak RSS is `ru_maxrss` of the child process. Python's figure includes the interpreter and pyarrow.
-- Machine: {cpu_model()}, {os.cpu_count()} CPUs, {memory_gib()} RAM, {platform.system()} {platform.release()}. Load average (1, 5, 15 min) before the runs: {load_before}; after them: {load_after}. {load_notes(args, all_runs)}
+- Machine: {cpu_model()}, {os.cpu_count()} CPUs, {memory_gib()} RAM, {platform.system()} {platform.release()}. Load average (1, 5, 15 min) when the driver started, before any wait: {load_before}; after the last run: {load_after}. {load_notes(args, all_runs)}
 - Versions: parquet crate {cargo_lock_version('parquet')}, zstd-sys {cargo_lock_version('zstd-sys')}, {rustc_version}, pyarrow {pyarrow_version}, Python {platform.python_version()}.
 - Date: {date}.
 - Reproduce: `{reproduce}` (`just bench` runs this and the shard-writer benchmark). The scripts are `bench/run_bios_bench.py` and `bench/bios_python.py`.
