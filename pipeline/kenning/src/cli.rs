@@ -150,7 +150,7 @@ pub struct MixArgs {
     #[arg(long)]
     pub ratio: f64,
 
-    /// Column that holds the text on both sides.
+    /// Column that contains the text on both sides.
     #[arg(long, default_value = "text")]
     pub text_column: String,
 
@@ -183,7 +183,7 @@ pub struct MixArgs {
     pub restart: bool,
 }
 
-/// Where documents come from.
+/// Input flags shared by the commands that read documents.
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input: a .jsonl, .json (array or SQuAD), .parquet file, or a folder of .txt/.md files.
@@ -194,11 +194,11 @@ pub struct InputArgs {
     #[arg(long, default_value = "auto", value_parser = parse_format)]
     pub format: InputFormat,
 
-    /// Field that holds the document id; documents without one get a content-hash id.
+    /// Field with the document id; documents without one get a content-hash id.
     #[arg(long, default_value = "id")]
     pub id_field: String,
 
-    /// Field that holds the title.
+    /// Field with the title.
     #[arg(long, default_value = "title")]
     pub title_field: String,
 
@@ -215,7 +215,7 @@ pub struct InputArgs {
     pub limit: Option<u64>,
 }
 
-/// Where and how the output is written.
+/// Output flags shared by the commands that write shards.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Output folder: shards go to OUT/data, with OUT/manifest.json and the card OUT/README.md.

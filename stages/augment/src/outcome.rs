@@ -28,7 +28,7 @@ pub struct Completion {
     pub model: Option<String>,
 }
 
-/// What a completion means for the dataset.
+/// Meaning of a completion for the dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Usable text.
@@ -43,7 +43,7 @@ pub enum Outcome {
     Empty,
 }
 
-/// Which endpoint produced a response.
+/// The endpoint that produced a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,

@@ -90,7 +90,7 @@ pub struct Success {
     pub attempts: u32,
 }
 
-/// Why a request produced no usable text, for the failures table.
+/// Failure of a request that produced no usable text, for the failures table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RequestFailure {
     /// Short machine-readable reason, such as `http_400`, `timeout`, `truncated`, `refused`.
@@ -321,7 +321,7 @@ impl Provider {
     }
 }
 
-/// A per-minute quota whose burst is one second's share, so that the achieved rate stays
+/// Returns a per-minute quota whose burst is one second's share, so that the achieved rate stays
 /// close to the limit over any minute instead of front-loading a minute's worth.
 fn smooth_quota(per_minute: NonZeroU32) -> Quota {
     let burst = NonZeroU32::new(per_minute.get().div_ceil(60)).expect("at least 1");

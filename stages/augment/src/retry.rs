@@ -15,16 +15,16 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 /// Default longest wait that a `Retry-After` header may ask for.
 pub const DEFAULT_RETRY_AFTER_CEILING: Duration = Duration::from_secs(300);
 
-/// What went wrong with one attempt.
+/// Failure of one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The server answered with this HTTP status.
+    /// The server replied with this HTTP status.
     Status(u16),
     /// No complete response arrived within the request timeout.
     Timeout,
     /// The connection failed, was reset or closed early.
     Connection,
-    /// The server answered 200 with a body that holds no usable text.
+    /// The server replied 200 with a body that contains no usable text.
     EmptyBody,
     /// The body is not the JSON an OpenAI-compatible server sends.
     Malformed,

@@ -52,7 +52,7 @@ pub struct BiosOutput {
     pub tables: Vec<Table>,
 }
 
-/// How the run executes; none of it changes the output.
+/// Execution settings of a run; none of them changes the output.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub threads: usize,
@@ -60,7 +60,7 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// What a run wrote and where.
+/// Result of a run: the tables it wrote and where.
 #[derive(Clone, Debug)]
 pub struct BiosSummary {
     pub out_dir: PathBuf,
@@ -359,7 +359,7 @@ fn write_job(
     Ok((shard, false))
 }
 
-/// The configuration as the state and the manifest store it: redacted, without the folder.
+/// Returns the configuration as the state and the manifest store it, redacted.
 fn recorded_config(config: &BiosConfig, output: &BiosOutput) -> Value {
     let mut value = serde_json::json!({ "bios": config, "output": output });
     secrets::redact(&mut value);

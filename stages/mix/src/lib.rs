@@ -44,7 +44,7 @@ pub struct MixConfig {
     pub b: PathBuf,
     /// Target share of side A in the output's tokens, 0 to 1.
     pub ratio: f64,
-    /// Column that holds the text on both sides.
+    /// Column that contains the text on both sides.
     pub text_column: String,
     pub seed: u64,
     /// Bytes of text per shuffle bucket; one bucket is held in memory at a time.
@@ -99,7 +99,7 @@ pub struct SideStats {
     pub selected_tokens: u64,
 }
 
-/// What a mix run wrote.
+/// Result of a mix run: the ratio it reached and the rows it wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct MixSummary {
     pub out_dir: PathBuf,

@@ -1,4 +1,4 @@
-//! Which rows each side keeps, and the random draws of the mix.
+//! The share of rows each side keeps, and the random draws of the mix.
 
 use serde::Serialize;
 
