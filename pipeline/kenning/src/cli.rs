@@ -131,7 +131,7 @@ pub struct AugmentArgs {
     pub token_budget: Option<u64>,
 
     /// Send again the requests that an earlier, interrupted run recorded as failed. A completed
-    /// run reports "Nothing to do" whatever this flag says.
+    /// run reports "Nothing to do" even with this flag.
     #[arg(long)]
     pub retry_failed: bool,
 }
