@@ -14,7 +14,8 @@ pub struct Permutation {
     n: u64,
     half_bits: u32,
     half_mask: u64,
-    key: u64,
+    /// One key per round, derived from the permutation's key once.
+    round_keys: [u64; ROUNDS as usize],
 }
 
 impl Permutation {
@@ -22,11 +23,15 @@ impl Permutation {
     pub fn new(n: u64, key: u64) -> Self {
         let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
         let half_bits = bits.div_ceil(2);
+        let mut round_keys = [0; ROUNDS as usize];
+        for (round, round_key) in round_keys.iter_mut().enumerate() {
+            *round_key = hash(key, &[round as u64]);
+        }
         Self {
             n,
             half_bits,
             half_mask: (1u64 << half_bits) - 1,
-            key,
+            round_keys,
         }
     }
 
@@ -55,8 +60,8 @@ impl Permutation {
     fn feistel(&self, x: u64) -> u64 {
         let mut left = x >> self.half_bits;
         let mut right = x & self.half_mask;
-        for round in 0..ROUNDS {
-            let f = mix(hash(self.key, &[round, right])) & self.half_mask;
+        for round_key in self.round_keys {
+            let f = mix(right ^ round_key) & self.half_mask;
             (left, right) = (right, left ^ f);
         }
         (left << self.half_bits) | right
