@@ -21,8 +21,8 @@ build:
     cargo build -p kenning
 
 # Chunk the sample corpus (or INPUT) into Parquet shards with configs/chunk.toml; OUT defaults to out/sample-passages.
-run input="datasets/sample/articles.jsonl" out="out/sample-passages": build
-    ./target/debug/kenning run configs/chunk.toml --input "{{input}}" --out "{{out}}"
+run input="datasets/sample/articles.jsonl" out="out/sample-passages":
+    cargo run -q -p kenning -- run configs/chunk.toml --input "{{input}}" --out "{{out}}"
 
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup

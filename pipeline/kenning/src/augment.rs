@@ -165,7 +165,9 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
             .map(|t| t.lines().count())
             .unwrap_or(0);
         eprintln!(
-            "{count} request(s) failed; see {}. Re-run with --retry-failed to send them again.",
+            "{count} request(s) failed; see {}. They are not sent again when the same command is \
+             re-run: --retry-failed resends them when an interrupted run is resumed, and --restart \
+             starts the whole run again.",
             Path::new(&failures).display()
         );
     }

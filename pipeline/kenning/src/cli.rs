@@ -83,11 +83,13 @@ pub struct AugmentArgs {
     #[arg(long, default_value_t = 1)]
     pub k: u32,
 
+    /// Sampling temperature sent to the server.
     #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
+    pub temperature: f64,
 
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
     #[arg(long)]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
 
     /// Maximum completion tokens per request.
     #[arg(long, default_value_t = 1024)]

@@ -28,8 +28,8 @@ const STAGE: &str = "augment";
 /// Sampling settings sent with every request.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Sampling {
-    pub temperature: f32,
-    pub top_p: Option<f32>,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
     pub max_tokens: u32,
     /// Base seed; sample `i` is sent with `seed + i`, so samples differ but repeat across runs
     /// on servers that honour seeds.

@@ -35,7 +35,8 @@ pub struct BiosStats {
     pub test_people: u64,
     pub unknown_people: u64,
     pub biographies: u64,
-    pub names_by_origin: BTreeMap<String, u64>,
+    /// Distinct full names each origin can form (first × middle × last).
+    pub name_capacity_by_origin: BTreeMap<String, u64>,
 }
 
 /// The manifest of a biographies run. Its configuration is redacted before it gets here.
@@ -109,14 +110,11 @@ impl BiosManifest {
         pools.insert(
             "names".into(),
             PoolSource {
-                source: config_values
-                    .pools
-                    .names
-                    .as_ref()
-                    .map_or("builtin:fake 5 locales".to_string(), |p| {
-                        p.display().to_string()
-                    }),
-                sha256: String::new(),
+                source: config_values.pools.names.as_ref().map_or(
+                    "builtin: Latin-script locales of the fake crate, version 5".to_string(),
+                    |p| p.display().to_string(),
+                ),
+                sha256: generator.names.sha256(),
                 values: generator
                     .names
                     .origins
@@ -148,7 +146,7 @@ impl BiosManifest {
                 test_people: config_values.people - train,
                 unknown_people: config_values.unknown_count(),
                 biographies: config_values.people * u64::from(config_values.multiplicity),
-                names_by_origin,
+                name_capacity_by_origin: names_by_origin,
             },
             tables,
         }

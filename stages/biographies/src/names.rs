@@ -152,7 +152,20 @@ impl NamePools {
         Ok(Self::from_lists(raw))
     }
 
-    /// Builds pools, dropping empty and repeated names, and giving each surname to the first
+    /// Returns whether `name` looks like a clean name: letters with spaces, hyphens or apostrophes
+    /// between them, and no run of capitals at its start. Some locale lists of the `fake` crate
+    /// (version 5) contain entries such as `FAnke`, `Floris,` or ones with a stray combining mark.
+    fn is_clean_name(name: &str) -> bool {
+        let letters_only = name
+            .chars()
+            .all(|c| c.is_alphabetic() || matches!(c, ' ' | '-' | '\''));
+        let mut chars = name.chars();
+        let capital_run = matches!((chars.next(), chars.next()), (Some(a), Some(b)) if a.is_uppercase() && b.is_uppercase());
+        let combining = name.chars().any(|c| ('\u{0300}'..='\u{036F}').contains(&c));
+        !name.is_empty() && letters_only && !capital_run && !combining
+    }
+
+    /// Builds pools, dropping empty, malformed and repeated names, and giving each surname to the first
     /// origin that lists it. Origins left without first names or surnames are dropped.
     fn from_lists<S: Into<String>>(raw: Vec<(S, Vec<String>, Vec<String>)>) -> Self {
         let mut taken_surnames = HashSet::new();
@@ -161,11 +174,11 @@ impl NamePools {
             let mut seen_first = HashSet::new();
             let first: Vec<String> = first
                 .into_iter()
-                .filter(|n| !n.is_empty() && seen_first.insert(n.clone()))
+                .filter(|n| Self::is_clean_name(n) && seen_first.insert(n.clone()))
                 .collect();
             let last: Vec<String> = last
                 .into_iter()
-                .filter(|n| !n.is_empty() && taken_surnames.insert(n.clone()))
+                .filter(|n| Self::is_clean_name(n) && taken_surnames.insert(n.clone()))
                 .collect();
             if first.len() >= 2 && !last.is_empty() {
                 origins.push(Origin {
@@ -243,6 +256,22 @@ mod tests {
             for last in &origin.last {
                 assert!(all.insert(last.clone()), "{last} appears in two origins");
             }
+        }
+    }
+
+    #[test]
+    fn malformed_names_are_dropped() {
+        for bad in ["FAnke", "Floris,", "O\u{0302}zm", "D\"ávila", ""] {
+            assert!(!NamePools::is_clean_name(bad), "{bad:?} must be dropped");
+        }
+        for good in [
+            "Anke",
+            "de Vries",
+            "O'Connell",
+            "Müller-Schwarzenberg",
+            "Yılmaz",
+        ] {
+            assert!(NamePools::is_clean_name(good), "{good:?} must be kept");
         }
     }
 

@@ -35,6 +35,13 @@ use crate::templates::TemplateSet;
 const BATCH_ROWS: u64 = 8192;
 /// Rows whose size is measured to size the shards.
 const SAMPLE_ROWS: u64 = 256;
+/// Minimum shards of a large table, so that up to this many threads share the work. It is a
+/// constant rather than the thread count, so the same settings give the same shards on any
+/// machine.
+const MIN_SHARDS: u64 = 16;
+/// Version of the generation rules; raised whenever the same settings would produce different
+/// rows, so that a resumed run never mixes shards of two versions.
+const GENERATOR_VERSION: u32 = 2;
 /// Assumed zstd compression ratio of the text, used to turn a target file size into rows per
 /// shard. An estimate: template text compresses well, so shards come out at or below target.
 const ASSUMED_COMPRESSION: u64 = 3;
@@ -127,12 +134,7 @@ pub fn run(
     let moves = if paths.finalize_plan.exists() {
         read_plan(&paths.finalize_plan)?
     } else {
-        let jobs = plan_jobs(
-            &builder,
-            &output.tables,
-            output.shard_bytes.as_u64(),
-            options.threads,
-        );
+        let jobs = plan_jobs(&builder, &output.tables, output.shard_bytes.as_u64());
         let (shards, resumed) =
             write_shards(&builder, &jobs, &paths.state_dir, &shard_options, &options)?;
         resumed_shards = resumed;
@@ -216,13 +218,8 @@ pub fn run(
 }
 
 /// Cuts every table's splits into row ranges of about `shard_bytes` on disk, and into at least
-/// `threads` ranges when the table is large enough to keep every thread busy.
-fn plan_jobs(
-    builder: &TableBuilder<'_>,
-    tables: &[Table],
-    shard_bytes: u64,
-    threads: usize,
-) -> Vec<Job> {
+/// [`MIN_SHARDS`] ranges when the table is large enough, so that every thread gets work.
+fn plan_jobs(builder: &TableBuilder<'_>, tables: &[Table], shard_bytes: u64) -> Vec<Job> {
     let mut jobs = Vec::new();
     for &table in tables {
         for (split, rows) in builder.splits(table) {
@@ -234,8 +231,8 @@ fn plan_jobs(
                 (sample.get_array_memory_size() as u64 / sample.num_rows() as u64).max(1);
             let by_size =
                 (shard_bytes.saturating_mul(ASSUMED_COMPRESSION) / row_bytes).max(BATCH_ROWS);
-            let by_threads = rows.div_ceil(threads as u64).max(BATCH_ROWS);
-            let per_shard = by_size.min(by_threads);
+            let by_count = rows.div_ceil(MIN_SHARDS).max(BATCH_ROWS);
+            let per_shard = by_size.min(by_count);
             let count = rows.div_ceil(per_shard);
             for index in 0..count {
                 let start = index * per_shard;
@@ -361,7 +358,11 @@ fn write_job(
 
 /// Returns the configuration as the state and the manifest store it, redacted.
 fn recorded_config(config: &BiosConfig, output: &BiosOutput) -> Value {
-    let mut value = serde_json::json!({ "bios": config, "output": output });
+    let mut value = serde_json::json!({
+        "bios": config,
+        "output": output,
+        "generator_version": GENERATOR_VERSION,
+    });
     secrets::redact(&mut value);
     value
 }

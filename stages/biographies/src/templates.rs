@@ -226,19 +226,30 @@ pub struct PersonWords<'a> {
 }
 
 /// Appends the rendered template to `out`, capitalising a person placeholder or text that
-/// starts it.
-pub fn render(template: &Template, person: &PersonWords<'_>, value: &str, out: &mut String) {
+/// starts it. The first person placeholder takes `first` and later ones `rest`, so a first
+/// sentence names the person once and then uses the pronoun ("Anna Rossi studied at X, where
+/// she ..."); pass the same words twice to use them throughout.
+pub fn render(
+    template: &Template,
+    first: &PersonWords<'_>,
+    rest: &PersonWords<'_>,
+    value: &str,
+    out: &mut String,
+) {
     let start = out.len();
+    let mut named = false;
     for piece in &template.pieces {
+        let words = if named { rest } else { first };
         let text = match piece {
             Piece::Text(text) => text.as_str(),
-            Piece::Subject => person.subject,
-            Piece::Possessive => person.possessive,
-            Piece::Object => person.object,
+            Piece::Subject => words.subject,
+            Piece::Possessive => words.possessive,
+            Piece::Object => words.object,
             Piece::Value | Piece::Name => value,
         };
+        named |= matches!(piece, Piece::Subject | Piece::Possessive | Piece::Object);
         // Values are written as the pool has them ("eBay" stays "eBay") so that the
-        // biography contains the exact answer.
+        // biography contains the exact value.
         let is_value = matches!(piece, Piece::Value | Piece::Name);
         if out.len() == start && !is_value {
             capitalize_into(text, out);
@@ -279,8 +290,40 @@ mod tests {
             object: "her",
         };
         let mut out = String::new();
-        render(&template, &words, "Lisbon", &mut out);
+        render(&template, &words, &words, "Lisbon", &mut out);
         assert_eq!(out, "She was born in Lisbon.");
+    }
+
+    #[test]
+    fn first_sentence_names_the_person_once() {
+        let allowed = [
+            ("subject", Piece::Subject),
+            ("possessive", Piece::Possessive),
+            ("city", Piece::Value),
+        ];
+        let template = parse(
+            "{possessive} story began in {city}, where {subject} was born.",
+            "t",
+            1,
+            &allowed,
+        )
+        .unwrap();
+        let named = PersonWords {
+            subject: "Anna Rossi",
+            possessive: "Anna Rossi's",
+            object: "Anna Rossi",
+        };
+        let pronouns = PersonWords {
+            subject: "she",
+            possessive: "her",
+            object: "her",
+        };
+        let mut out = String::new();
+        render(&template, &named, &pronouns, "Nantes", &mut out);
+        assert_eq!(
+            out,
+            "Anna Rossi's story began in Nantes, where she was born."
+        );
     }
 
     #[test]

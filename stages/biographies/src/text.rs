@@ -46,16 +46,18 @@ pub fn biography(
     for (position, attribute) in order.into_iter().enumerate() {
         let choices = &templates.sentences[attribute.index()];
         let choice = below(hash(row, &[attribute.index() as u64]), choices.len() as u64) as usize;
-        let words = if position == 0 || generator.config.fullname {
-            &named
+        let (first, rest) = if generator.config.fullname {
+            (&named, &named)
+        } else if position == 0 {
+            (&named, &pronouns)
         } else {
-            &pronouns
+            (&pronouns, &pronouns)
         };
         if position > 0 {
             out.push(' ');
         }
         let value = generator.value(person, attribute);
-        render(&choices[choice], words, &value, out);
+        render(&choices[choice], first, rest, &value, out);
     }
 }
 
@@ -80,5 +82,5 @@ pub fn question(
         possessive: full_name,
         object: full_name,
     };
-    render(&choices[choice], &words, full_name, out);
+    render(&choices[choice], &words, &words, full_name, out);
 }

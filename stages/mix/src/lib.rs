@@ -286,7 +286,7 @@ pub fn run(config: MixConfig, output: MixOutput, restart: bool) -> Result<MixSum
     let (mut a, bytes_a) = count(&files_a, &config.a)?;
     let (mut b, bytes_b) = count(&files_b, &config.b)?;
     let plan = plan_sampling(a.tokens, b.tokens, config.ratio)?;
-    tracing::info!(
+    tracing::debug!(
         tokens_a = a.tokens,
         tokens_b = b.tokens,
         keep_a = plan.keep_a,
@@ -373,6 +373,15 @@ pub fn run(config: MixConfig, output: MixOutput, restart: bool) -> Result<MixSum
         a.selected_tokens as f64 / selected as f64
     };
 
+    if (achieved_ratio - config.ratio).abs() > 0.05 {
+        tracing::warn!(
+            achieved = achieved_ratio,
+            target = config.ratio,
+            rows_a = a.selected_rows,
+            rows_b = b.selected_rows,
+            "the achieved share is far from the target, because too few rows were kept to sample finely; use larger inputs"
+        );
+    }
     let summary = MixSummary {
         out_dir: paths.dir.clone(),
         target_ratio: config.ratio,
