@@ -100,6 +100,14 @@ pub fn render(manifest: &Manifest, license: &str, pipeline: &str) -> String {
         "\nInput documents: {} read, {} rejected.",
         manifest.input.documents, manifest.input.rejected
     );
+    let failed: u64 = manifest.stages.iter().map(|s| s.failed).sum();
+    if failed > 0 {
+        let _ = writeln!(
+            card,
+            "{failed} record(s) could not be produced in the last run (for LLM requests, the reasons \
+             are in `failures.jsonl`); they are not in the shards."
+        );
+    }
     if let Some(rejects) = &manifest.input.rejects_file {
         let _ = writeln!(card, "Rejected records and the reasons are in `{rejects}`.");
     }

@@ -75,6 +75,9 @@ pub struct StageReport {
     pub records_out: u64,
     /// Records not produced because an earlier run stored them.
     pub skipped_done: u64,
+    /// Records that could not be produced (for `augment`: requests that failed for good).
+    #[serde(default)]
+    pub failed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }

@@ -31,8 +31,8 @@ pub fn print(summary: &RunSummary) {
         }
         for stage in &summary.stages {
             println!(
-                "  stage {:<8} {} in, {} out, {} skipped as already done",
-                stage.stage, stage.records_in, stage.records_out, stage.skipped_done
+                "  stage {:<8} {} in, {} out, {} skipped as already done, {} failed",
+                stage.stage, stage.records_in, stage.records_out, stage.skipped_done, stage.failed
             );
         }
     }

@@ -297,6 +297,7 @@ impl Stage for AugmentStage {
                                 report.records_out += 1;
                             }
                             Err(failure) => {
+                                report.failed += 1;
                                 tracing::warn!(key = %key, reason = %failure.reason, attempts = failure.attempts, "request failed; recorded in the failures file");
                                 let line = json!({
                                     "key": key.to_string(),
