@@ -51,7 +51,7 @@ pub enum EngineError {
     Task(String),
 }
 
-/// What a run did and where its output is.
+/// Result of a run: its counts and where its output is.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
     pub out_dir: PathBuf,
@@ -69,7 +69,7 @@ pub struct RunSummary {
     pub already_complete: bool,
 }
 
-/// What the finalize step needs besides the moves, kept in `finalize.json` so that a run
+/// Finalize step input besides the moves, kept in `finalize.json` so that a run
 /// that crashes while moving shards can still write a complete manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct FinalizeContext {
@@ -259,7 +259,7 @@ impl Engine {
         Ok((reports, finished, stats))
     }
 
-    /// The configuration as stored in the state and the manifest: redacted.
+    /// Returns the configuration as the state and the manifest store it, redacted.
     fn recorded_config(&self) -> Value {
         let mut config = self.config.clone();
         secrets::redact(&mut config);
@@ -273,7 +273,7 @@ impl Engine {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or_else(|| ResumeError::CorruptState {
                 path: manifest_path.clone(),
-                message: "the run state says complete but the manifest is missing or unreadable"
+                message: "the run state is complete but the manifest is missing or unreadable"
                     .into(),
             })?;
         let shards = manifest["shards"].as_array().map_or(0, Vec::len);

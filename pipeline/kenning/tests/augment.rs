@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 const KENNING: &str = env!("CARGO_BIN_EXE_kenning");
 const CANARY: &str = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
-/// A chat-completions server: answers every request after `latency` with a text naming the
+/// A chat-completions server: responds to every request after `latency` with a text about the
 /// document, except for documents whose text contains `REJECT`, which get a 400.
 struct FakeServer {
     base_url: String,

@@ -23,9 +23,9 @@ enum Reply {
         headers: Vec<(String, String)>,
         body: String,
     },
-    /// Keeps the connection open without answering.
+    /// Keeps the connection open without a response.
     Hang(Duration),
-    /// Closes the connection without answering.
+    /// Closes the connection without a response.
     Reset,
     /// Announces a longer body than it sends, then closes.
     Truncated,
@@ -107,7 +107,7 @@ impl Server {
     }
 }
 
-/// Reads one request and answers it as `reply` says, closing the connection afterwards.
+/// Reads one request and responds as `reply` describes, then closes the connection.
 async fn serve(
     mut stream: TcpStream,
     reply: Reply,
