@@ -52,7 +52,7 @@ impl std::str::FromStr for InputFormat {
     }
 }
 
-/// Where documents come from and which fields hold their id, title and text.
+/// Input settings: the file or folder, its layout, and the fields with id, title and text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
@@ -102,7 +102,7 @@ impl InputConfig {
     }
 }
 
-/// Where and how the shards, manifest and dataset card are written.
+/// Output settings: the folder and the limits and compression of the shards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {

@@ -7,7 +7,7 @@ use std::path::Path;
 /// Writes `contents` to `path` so that readers see either the old file or the whole new one.
 ///
 /// The data goes to a temporary file beside `path`, is fsynced, and is then renamed over
-/// `path`; the parent folder is fsynced last so the rename survives a power loss.
+/// `path`. The parent folder is fsynced last, so the rename survives a power loss.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(tmp_extension(path));
     {

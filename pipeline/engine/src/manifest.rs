@@ -31,7 +31,7 @@ pub struct SplitEntry {
     pub shards: u32,
 }
 
-/// What was read from the input.
+/// Summary of the input that was read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InputSummary {
     pub path: String,
@@ -50,7 +50,7 @@ pub struct ColumnEntry {
     pub description: String,
 }
 
-/// The whole manifest. It never holds a secret: the configuration is redacted first.
+/// The whole manifest. It contains no secret, because the configuration is redacted first.
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
     pub manifest_version: u32,

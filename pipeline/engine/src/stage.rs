@@ -55,7 +55,7 @@ pub struct Usage {
     pub cost_usd: Option<f64>,
 }
 
-/// What a stage records about how its output was made.
+/// Provenance of a stage's output: prompts, model, sampling and settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     /// SHA-256 of each prompt template used, by template name.

@@ -98,7 +98,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
 
     let input = args.input.to_config();
     // A response is journaled only when the sink takes it, so a short channel keeps the
-    // answers lost in a crash (and paid again) close to the requests in flight.
+    // responses lost in a crash (and paid again) close to the requests in flight.
     let output = args.output.to_config(1);
     if !input.path.exists() {
         bail!(

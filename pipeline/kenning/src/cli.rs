@@ -204,7 +204,7 @@ pub struct InputArgs {
     #[arg(long, default_value = "title")]
     pub title_field: String,
 
-    /// Field that holds the text (SQuAD files use `context` while this is `text`).
+    /// Field with the text (SQuAD files use `context` while this is `text`).
     #[arg(long, default_value = "text")]
     pub text_field: String,
 
@@ -316,7 +316,7 @@ pub struct BiosArgs {
     #[arg(long)]
     pub people: u64,
 
-    /// People with QA rows (answer "I don't know") but no biography [default: people / 10].
+    /// People with QA rows (expected answer "I don't know") but no biography [default: people / 10].
     #[arg(long)]
     pub unknown_people: Option<u64>,
 

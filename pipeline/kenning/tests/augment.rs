@@ -168,7 +168,7 @@ fn rows(out: &Path) -> u64 {
 }
 
 #[test]
-fn augment_writes_rows_and_failures_without_leaking_the_key() {
+fn rows_failures_and_hidden_key() {
     let server = FakeServer::start(Duration::from_millis(5));
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("docs.jsonl");
@@ -217,7 +217,7 @@ fn augment_writes_rows_and_failures_without_leaking_the_key() {
 }
 
 #[test]
-fn kill_then_resume_pays_at_most_the_in_flight_requests_again() {
+fn kill_resends_only_in_flight_requests() {
     let server = FakeServer::start(Duration::from_millis(40));
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("docs.jsonl");

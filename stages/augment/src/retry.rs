@@ -1,7 +1,7 @@
-//! The retry policy of LLM requests, owned in one place: which failures are retried, how long
-//! to wait (exponential backoff with full jitter, or the server's `Retry-After`), and a shared
-//! cooldown so that a burst of 429s pauses every request once instead of each burning its
-//! retries.
+//! The retry policy of LLM requests, owned in one place. It decides which failures are retried
+//! and how long to wait: exponential backoff with full jitter, or the server's `Retry-After`.
+//! A shared cooldown makes a burst of 429s pause every request once, instead of each request
+//! spending its own retries.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +39,7 @@ pub enum Decision {
 
 /// Returns whether `failure` is worth another attempt: 429, 408, 5xx, timeouts, connection
 /// failures and unusable 200 bodies are; other 4xx are not, because sending the same request
-/// again gives the same answer.
+/// again gets the same response.
 pub fn classify(failure: &Failure) -> Decision {
     match failure {
         Failure::Status(408 | 429) => Decision::Retry,
@@ -51,7 +51,7 @@ pub fn classify(failure: &Failure) -> Decision {
     }
 }
 
-/// Reads the wait a response asks for: `retry-after-ms` (milliseconds), or `Retry-After` as
+/// Reads the wait a response requests: `retry-after-ms` (milliseconds), or `Retry-After` as
 /// seconds or as an HTTP date relative to `now`. Returns `None` when neither is usable.
 pub fn retry_after(
     retry_after_ms: Option<&str>,

@@ -2,7 +2,7 @@
 //! template, through the [`Provider`].
 //!
 //! A record's key is (document id, `augment`, template name, sample index), so a resumed run
-//! sends no request whose answer is already stored. Failed requests go to a failures file,
+//! sends no request whose response is already stored. Failed requests go to a failures file,
 //! never into the dataset, and are not sent again unless `retry_failed` is set.
 
 use std::collections::{BTreeMap, HashSet};

@@ -13,7 +13,7 @@ use crate::pools::PoolFiles;
 pub struct BiosConfig {
     /// People with biographies.
     pub people: u64,
-    /// People who get QA rows (answer "I don't know") but no biography; 10% of `people` when
+    /// People who get QA rows (expected answer "I don't know") but no biography; 10% of `people` when
     /// left out.
     #[serde(default)]
     pub unknown_people: Option<u64>,

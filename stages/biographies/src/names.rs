@@ -1,5 +1,5 @@
 //! Multinational name pools. Each origin has first names and surnames; a surname belongs to
-//! exactly one origin, so a full name tells its origin and names of different origins never
+//! exactly one origin, so a full name identifies its origin and names of different origins never
 //! collide.
 //!
 //! The built-in pools are the Latin-script locales of the `fake` crate (version 5). Its Arabic,

@@ -231,7 +231,7 @@ impl Generator {
         &self.names.origins[person.origin].last[person.last]
     }
 
-    /// Returns the value of `attribute` as biographies and QA answers write it.
+    /// Returns the value of `attribute` as biographies and QA rows write it.
     pub fn value<'g>(&'g self, person: &Person, attribute: Attribute) -> std::borrow::Cow<'g, str> {
         let v = person.values[attribute.index()];
         match attribute {

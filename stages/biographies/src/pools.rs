@@ -21,7 +21,7 @@ pub struct Employer {
     pub city: String,
 }
 
-/// Where a pool came from and its checksum, for the manifest.
+/// Source and checksum of a pool, for the manifest.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PoolSource {
     /// `builtin:datasets/bios/pools/cities.txt` or the user's path.

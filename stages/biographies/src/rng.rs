@@ -23,8 +23,8 @@ pub fn hash_str(text: &str) -> u64 {
     })
 }
 
-/// Returns a uniform integer in `0..n` from 64 random bits (Lemire's multiply-shift; its bias
-/// is below n / 2^64, far under anything a test can see).
+/// Returns a uniform integer in `0..n` from 64 random bits, by Lemire's multiply-shift. Its
+/// bias is below n / 2^64, far under anything a test can detect.
 pub fn below(bits: u64, n: u64) -> u64 {
     ((u128::from(bits) * u128::from(n)) >> 64) as u64
 }

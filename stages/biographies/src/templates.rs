@@ -226,9 +226,9 @@ pub struct PersonWords<'a> {
 }
 
 /// Appends the rendered template to `out`, capitalising a person placeholder or text that
-/// starts it. The first person placeholder takes `first` and later ones `rest`, so a first
+/// starts it. The first person placeholder takes `first` and later ones take `rest`. So a first
 /// sentence names the person once and then uses the pronoun ("Anna Rossi studied at X, where
-/// she ..."); pass the same words twice to use them throughout.
+/// she ..."). Pass the same words twice to use them throughout.
 pub fn render(
     template: &Template,
     first: &PersonWords<'_>,

@@ -13,9 +13,9 @@ pub struct Plan {
 
 /// Keeps every row of the side that is scarce for the target, and samples the other side.
 ///
-/// With `ta` and `tb` tokens and target share `r` of side A: if `ta / (ta + tb) >= r`, side B
-/// is kept whole and side A is sampled to `r / (1 - r) * tb` tokens; otherwise side A is kept
-/// whole and side B is sampled to `(1 - r) / r * ta` tokens. Rows are kept independently with
+/// Let side A have `ta` tokens, side B `tb`, and the target share of A be `r`. If
+/// `ta / (ta + tb) >= r`, side B is kept whole and side A is sampled to `r / (1 - r) * tb`
+/// tokens. Otherwise side A is kept whole and side B is sampled to `(1 - r) / r * ta` tokens. Rows are kept independently with
 /// that probability, so the achieved share is close to `r` but not exact.
 pub fn plan_sampling(tokens_a: u64, tokens_b: u64, ratio: f64) -> Result<Plan, MixError> {
     if tokens_a == 0 && ratio > 0.0 {

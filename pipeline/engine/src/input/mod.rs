@@ -128,7 +128,7 @@ pub enum InputError {
     NotAFile { path: PathBuf, format: &'static str },
 }
 
-/// What a format reader yields before the common checks.
+/// Item of a format reader, before the common checks.
 #[derive(Debug)]
 pub(crate) enum Entry {
     Doc(RawDocument),
