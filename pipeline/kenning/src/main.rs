@@ -3,7 +3,9 @@
 mod augment;
 mod bios;
 mod cli;
+mod local;
 mod mix;
+mod serve;
 mod pipeline;
 mod summary;
 
@@ -16,6 +18,12 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Augment(args) => args.local.threads,
+        Command::Serve(args) => args.model.threads,
+        _ => None,
+    };
+    local::configure_threads(threads);
     init_logging(cli.quiet, cli.verbose);
 
     let result = match cli.command {
@@ -23,7 +31,9 @@ fn main() -> ExitCode {
             .and_then(|(config, options)| pipeline::run(config, options)),
         Command::Run(args) => pipeline::config_from_file(args)
             .and_then(|(config, options)| pipeline::run(config, options)),
-        Command::Augment(args) => augment::run(args),
+        Command::Augment(args) => augment::run(*args),
+        Command::Serve(args) => return finish(serve::run(args)),
+        Command::Model(command) => return finish(serve::model_command(command)),
         Command::Mix(args) => {
             return match mix::run(args) {
                 Ok(summary) => {
@@ -63,6 +73,17 @@ fn main() -> ExitCode {
 }
 
 /// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.
+/// Exit status of a command that prints its own results.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_logging(quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
@@ -71,7 +92,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     let default = format!(
-        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},warn"
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},kenning_local={level},warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -4,6 +4,7 @@
 //! NOTE: the token budget, costs, corpus statistics, the two-step entity-graph generation and
 //! the OpenAI Batch API are not written yet.
 
+pub mod backend;
 pub mod builtin;
 pub mod outcome;
 pub mod provider;

@@ -15,6 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::backend::{Backend, BackendError};
 use crate::outcome::{self, Completion, Endpoint, Outcome};
 use crate::retry::{self, Cooldown, Decision, Failure, RetryPolicy};
 
@@ -112,6 +113,8 @@ pub struct Provider {
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
     jitter_state: std::sync::atomic::AtomicU64,
+    /// An in-process generator that replaces the HTTP server.
+    backend: Option<Arc<dyn Backend>>,
 }
 
 /// Failure to set up a provider.
@@ -122,6 +125,17 @@ pub enum ProviderError {
 }
 
 impl Provider {
+    /// Sends requests to the in-process `backend` instead of a server; `base_url` is unused.
+    pub fn in_process(
+        mut config: ProviderConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self, ProviderError> {
+        config.base_url = "http://in-process.invalid/v1".into();
+        let mut provider = Self::new(config)?;
+        provider.backend = Some(backend);
+        Ok(provider)
+    }
+
     pub fn new(config: ProviderConfig) -> Result<Self, ProviderError> {
         if config.concurrency == 0 {
             return Err(ProviderError::Config(
@@ -160,6 +174,7 @@ impl Provider {
                     .map_or(0, |d| d.as_nanos() as u64),
             ),
             config,
+            backend: None,
         })
     }
 
@@ -284,6 +299,15 @@ impl Provider {
 
     /// Sends one attempt.
     async fn send(&self, body: &Value) -> Result<Completion, (Failure, Option<Duration>, String)> {
+        if let Some(backend) = &self.backend {
+            return backend
+                .complete(self.config.endpoint, body)
+                .await
+                .map_err(|error| match error {
+                    BackendError::Invalid(detail) => (Failure::Status(400), None, detail),
+                    BackendError::Unavailable(detail) => (Failure::Connection, None, detail),
+                });
+        }
         let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(&key.0);

@@ -1,0 +1,313 @@
+//! The local model behind a queue: one worker thread owns the weights and decodes every active
+//! request together, one token per request per step; new requests join between steps.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::Device;
+use tokio::sync::oneshot;
+
+use crate::chat::ChatTemplate;
+use crate::error::{LocalError, Result};
+use crate::generate::{FinishReason, GenerateRequest, Generation, Prompt};
+use crate::gguf::GgufFile;
+use crate::model::{Llama, SequenceCache, WeightFormat};
+use crate::sampling::Sampler;
+use crate::tokenizer::GgufTokenizer;
+
+/// Default number of requests decoded together.
+pub const DEFAULT_MAX_BATCH: usize = 8;
+
+/// How to load the model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub model_path: PathBuf,
+    pub weights: WeightFormat,
+    /// Requests decoded together in one step.
+    pub max_batch: usize,
+    pub device: Device,
+}
+
+impl LoadOptions {
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            weights: WeightFormat::default(),
+            max_batch: DEFAULT_MAX_BATCH,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Facts about the loaded model, for manifests and `/v1/models`.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// The file name without `.gguf`, used as the model's name.
+    pub name: String,
+    pub path: PathBuf,
+    pub context_length: usize,
+    pub weights: WeightFormat,
+    pub max_batch: usize,
+    /// False when the file had no usable chat template and ChatML is used.
+    pub chat_template_from_model: bool,
+}
+
+struct Job {
+    prompt: Vec<u32>,
+    request: GenerateRequest,
+    reply: oneshot::Sender<Result<Generation>>,
+}
+
+/// A handle to the loaded model; clones share the same worker.
+#[derive(Clone)]
+pub struct LocalModel {
+    jobs: Sender<Job>,
+    tokenizer: Arc<GgufTokenizer>,
+    template: Arc<ChatTemplate>,
+    info: Arc<ModelInfo>,
+}
+
+impl LocalModel {
+    /// Loads the weights and starts the worker thread.
+    pub fn load(options: &LoadOptions) -> Result<Self> {
+        if options.max_batch == 0 {
+            return Err(LocalError::Setting("max_batch must be at least 1".into()));
+        }
+        let started = Instant::now();
+        let mut file = GgufFile::open(&options.model_path)?;
+        let tokenizer = Arc::new(GgufTokenizer::from_gguf(&file)?);
+        let template = file
+            .string("tokenizer.chat_template")
+            .ok()
+            .map(str::to_string);
+        let template = Arc::new(ChatTemplate::new(template.as_deref()));
+        let model = Llama::load(&mut file, options.weights, &options.device)?;
+
+        let info = Arc::new(ModelInfo {
+            name: model_name(&options.model_path),
+            path: options.model_path.clone(),
+            context_length: model.config.context_length,
+            weights: options.weights,
+            max_batch: options.max_batch,
+            chat_template_from_model: template.from_model,
+        });
+        tracing::info!(
+            model = %info.name,
+            weights = options.weights.name(),
+            layers = model.config.layers,
+            load_ms = started.elapsed().as_millis() as u64,
+            "loaded the local model"
+        );
+
+        let (jobs, queue) = mpsc::channel();
+        let worker_tokenizer = Arc::clone(&tokenizer);
+        let max_batch = options.max_batch;
+        std::thread::Builder::new()
+            .name("kenning-local-model".into())
+            .spawn(move || run_worker(&model, &worker_tokenizer, &queue, max_batch))
+            .map_err(|e| LocalError::Setting(format!("cannot start the model thread: {e}")))?;
+
+        Ok(Self {
+            jobs,
+            tokenizer,
+            template,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// Returns the prompt's token ids.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        match prompt {
+            Prompt::Chat(messages) => self.template.encode(messages, &self.tokenizer),
+            Prompt::Text(text) => self.tokenizer.encode_text(text),
+        }
+    }
+
+    /// Queues a request and waits for its result.
+    pub async fn generate(&self, request: GenerateRequest) -> Result<Generation> {
+        let receiver = self.submit(request)?;
+        receiver.await.map_err(|_| LocalError::WorkerStopped)?
+    }
+
+    /// Like [`generate`](Self::generate), for callers outside an async runtime.
+    pub fn generate_blocking(&self, request: GenerateRequest) -> Result<Generation> {
+        let receiver = self.submit(request)?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| LocalError::WorkerStopped)?
+    }
+
+    fn submit(&self, request: GenerateRequest) -> Result<oneshot::Receiver<Result<Generation>>> {
+        request.sampling.check()?;
+        if request.max_tokens == 0 {
+            return Err(LocalError::Setting("max_tokens must be at least 1".into()));
+        }
+        let prompt = self.prompt_tokens(&request.prompt)?;
+        if prompt.is_empty() {
+            return Err(LocalError::Setting("the prompt is empty".into()));
+        }
+        let context = self.info.context_length;
+        if prompt.len() + request.max_tokens > context {
+            return Err(LocalError::PromptTooLong {
+                prompt: prompt.len(),
+                max_tokens: request.max_tokens,
+                context,
+            });
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                prompt,
+                request,
+                reply,
+            })
+            .map_err(|_| LocalError::WorkerStopped)?;
+        Ok(receiver)
+    }
+}
+
+fn model_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default()
+        .trim_end_matches(".gguf")
+        .to_string()
+}
+
+/// A request being decoded.
+struct Active {
+    job: Job,
+    cache: SequenceCache,
+    sampler: Sampler,
+    generated: Vec<u32>,
+    /// The last sampled token, fed to the model in the next step.
+    next: u32,
+    produced: usize,
+}
+
+impl Active {
+    /// Takes a sampled token and says whether the request is finished.
+    fn accept(&mut self, token: u32, tokenizer: &GgufTokenizer) -> Option<(FinishReason, Option<String>)> {
+        self.produced += 1;
+        if tokenizer.is_end(token) {
+            return Some((FinishReason::Stop, None));
+        }
+        self.generated.push(token);
+        self.next = token;
+
+        let stop = &self.job.request.stop;
+        if !stop.is_empty()
+            && let Ok(text) = tokenizer.decode(&self.generated)
+        {
+            let earliest = stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()))
+                .min();
+            if let Some(at) = earliest {
+                return Some((FinishReason::Stop, Some(text[..at].to_string())));
+            }
+        }
+        if self.generated.len() >= self.job.request.max_tokens {
+            return Some((FinishReason::Length, None));
+        }
+        None
+    }
+
+    fn finish(self, reason: FinishReason, text: Option<String>, tokenizer: &GgufTokenizer) {
+        let text = match text {
+            Some(text) => Ok(text),
+            None => tokenizer.decode(&self.generated),
+        };
+        let result = text.map(|text| Generation {
+            text,
+            finish_reason: reason,
+            prompt_tokens: self.job.prompt.len(),
+            completion_tokens: self.produced,
+        });
+        // The caller may have gone away; its result is then dropped.
+        let _ = self.job.reply.send(result);
+    }
+}
+
+fn run_worker(model: &Llama, tokenizer: &GgufTokenizer, queue: &Receiver<Job>, max_batch: usize) {
+    let mut active: Vec<Active> = Vec::new();
+    loop {
+        if active.is_empty() {
+            match queue.recv() {
+                Ok(job) => admit(model, tokenizer, job, &mut active),
+                Err(_) => return,
+            }
+        }
+        while active.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => admit(model, tokenizer, job, &mut active),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if active.is_empty() {
+            continue;
+        }
+
+        let mut batch: Vec<(&[u32], &mut SequenceCache)> = active
+            .iter_mut()
+            .map(|a| (std::slice::from_ref(&a.next), &mut a.cache))
+            .collect();
+        let logits = match model.forward(&mut batch) {
+            Ok(logits) => logits,
+            Err(error) => {
+                tracing::error!(%error, requests = active.len(), "a decoding step failed");
+                let message = error.to_string();
+                for a in active.drain(..) {
+                    let _ = a.job.reply.send(Err(LocalError::Setting(message.clone())));
+                }
+                continue;
+            }
+        };
+
+        let mut still = Vec::with_capacity(active.len());
+        for (mut a, row) in active.drain(..).zip(logits) {
+            let token = a.sampler.sample(&row);
+            match a.accept(token, tokenizer) {
+                Some((reason, text)) => a.finish(reason, text, tokenizer),
+                None => still.push(a),
+            }
+        }
+        active = still;
+    }
+}
+
+/// Runs a new request's prompt through the model and samples its first token.
+fn admit(model: &Llama, tokenizer: &GgufTokenizer, job: Job, active: &mut Vec<Active>) {
+    let mut cache = model.new_cache(job.prompt.len() + job.request.max_tokens);
+    let logits = match model.forward(&mut [(job.prompt.as_slice(), &mut cache)]) {
+        Ok(mut logits) => logits.remove(0),
+        Err(error) => {
+            let _ = job.reply.send(Err(error));
+            return;
+        }
+    };
+    let mut a = Active {
+        sampler: Sampler::new(job.request.sampling),
+        job,
+        cache,
+        generated: Vec::new(),
+        next: 0,
+        produced: 0,
+    };
+    let token = a.sampler.sample(&logits);
+    match a.accept(token, tokenizer) {
+        Some((reason, text)) => a.finish(reason, text, tokenizer),
+        None => active.push(a),
+    }
+}
