@@ -30,8 +30,8 @@ run input="datasets/sample/articles.jsonl" out="out/sample-passages":
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
-# Run every benchmark and update BENCHMARKS.md: the shard writer, then kenning bios.
-bench: bench-shards bench-bios
+# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, the local model.
+bench: bench-shards bench-bios bench-local
 
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
 bench-shards *args: setup
@@ -40,3 +40,18 @@ bench-shards *args: setup
 # Benchmark kenning bios against a plain Python generator and update BENCHMARKS.md; arguments go to bench/run_bios_bench.py.
 bench-bios *args: setup
     "{{python}}" bench/run_bios_bench.py {{args}}
+
+# Benchmark the local model (prefill, decode, batch 8, peak RSS) against llama.cpp when
+# `just bench-local-llama` has built it; arguments go to bench/run_local_bench.py.
+bench-local *args: setup
+    "{{python}}" bench/run_local_bench.py {{args}}
+
+# Build llama-cpp-python into .venv-llama for the local-model benchmark (compiles llama.cpp from
+# source: about 15 minutes on 2 cores, once).
+bench-local-llama:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x .venv-llama/bin/python ]; then python3 -m venv .venv-llama; fi
+    if ! .venv-llama/bin/python -c "import llama_cpp" 2>/dev/null; then
+        CMAKE_ARGS="-DGGML_NATIVE=ON" .venv-llama/bin/python -m pip install --quiet --disable-pip-version-check llama-cpp-python
+    fi

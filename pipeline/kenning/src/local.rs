@@ -49,7 +49,7 @@ impl LocalModelArgs {
     }
 }
 
-/// The augment stage's requests answered by the local model.
+/// Backend that runs the augment stage's requests on the local model.
 pub struct LocalBackend {
     model: LocalModel,
 }

@@ -78,7 +78,7 @@ fn augment(input: &Path, out: &Path, provider: &[&str]) -> Vec<Map<String, Value
 }
 
 #[test]
-fn the_local_provider_and_kenning_serve_store_the_same_rows() {
+fn local_provider_and_serve_store_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let input = common::write_file(dir.path(), "docs.jsonl", DOCUMENTS);
 
@@ -109,7 +109,7 @@ fn the_local_provider_and_kenning_serve_store_the_same_rows() {
 }
 
 #[test]
-fn serve_answers_models_and_rejects_bad_requests_with_400() {
+fn serve_lists_models_and_rejects_bad_requests() {
     let served = Served::start();
     let base = served.base_url.trim_start_matches("http://");
     let (host, rest) = base.split_once('/').unwrap();

@@ -22,7 +22,7 @@ pub enum BackendError {
 pub type BackendFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Completion, BackendError>> + Send + 'a>>;
 
-/// A generator that answers OpenAI-style request bodies (`messages` or `prompt`, `max_tokens`,
+/// Generator that completes OpenAI-style request bodies (`messages` or `prompt`, `max_tokens`,
 /// `temperature`, `top_p`, `seed`, `stop`) without HTTP.
 pub trait Backend: Send + Sync {
     fn complete<'a>(&'a self, endpoint: Endpoint, body: &'a Value) -> BackendFuture<'a>;

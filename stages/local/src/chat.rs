@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn falls_back_to_chatml_when_the_template_is_broken() {
+    fn broken_template_falls_back_to_chatml() {
         let template = ChatTemplate::new(Some("{% for m in messages %}"));
         assert!(!template.from_model);
         let text = template.render(&[Message::new("user", "hi")], "", "").unwrap();
@@ -123,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn keeps_a_model_template_that_renders() {
+    fn working_model_template_is_kept() {
         let template = ChatTemplate::new(Some(
             "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
         ));

@@ -1,5 +1,5 @@
-//! The local model behind a queue: one worker thread owns the weights and decodes every active
-//! request together, one token per request per step; new requests join between steps.
+//! The local model behind a queue. One worker thread owns the weights and decodes every active
+//! request together, one token per request per step, and new requests join between steps.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -139,7 +139,7 @@ impl LocalModel {
         receiver.await.map_err(|_| LocalError::WorkerStopped)?
     }
 
-    /// Like [`generate`](Self::generate), for callers outside an async runtime.
+    /// Queues a request and blocks until its result arrives, for callers outside an async runtime.
     pub fn generate_blocking(&self, request: GenerateRequest) -> Result<Generation> {
         let receiver = self.submit(request)?;
         receiver
@@ -196,7 +196,7 @@ struct Active {
 }
 
 impl Active {
-    /// Takes a sampled token and says whether the request is finished.
+    /// Appends a sampled token and returns the finish reason once the request is complete.
     fn accept(&mut self, token: u32, tokenizer: &GgufTokenizer) -> Option<(FinishReason, Option<String>)> {
         self.produced += 1;
         if tokenizer.is_end(token) {

@@ -35,7 +35,7 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("kenning")
 }
 
-/// Where the default model lives once fetched.
+/// Returns the path of the default model in the cache.
 pub fn default_model_path() -> PathBuf {
     cache_dir().join("models").join(GGUF_NAME)
 }

@@ -4,7 +4,7 @@
 use crate::chat::Message;
 use crate::sampling::SamplingParams;
 
-/// What to continue: a chat, rendered with the model's chat template, or raw text for the
+/// Prompt of a request: a chat, rendered with the model's chat template, or raw text for the
 /// completions endpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prompt {
@@ -22,7 +22,7 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
 }
 
-/// Why generation ended, with OpenAI's names.
+/// Reason a generation ended, with OpenAI's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishReason {
     /// End of turn, end of sequence or a stop string.

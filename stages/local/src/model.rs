@@ -14,7 +14,7 @@ use crate::config::LlamaConfig;
 use crate::error::{LocalError, Result};
 use crate::gguf::GgufFile;
 
-/// How the projection weights are held in memory.
+/// Storage format of the projection weights in memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
@@ -294,8 +294,9 @@ impl Llama {
     }
 }
 
-/// Mask for `len` new rows at the end of `total` positions, repeated for `group` stacked heads:
-/// row `r` (position `total - len + r % len`) sees keys up to its own position.
+/// Builds the causal mask for `len` new rows at the end of `total` positions, repeated for
+/// `group` stacked heads. Row `r` (position `total - len + r % len`) attends to keys up to its
+/// own position.
 fn causal_mask(len: usize, total: usize, group: usize, device: &Device) -> Result<Tensor> {
     let start = total - len;
     let mut mask = Vec::with_capacity(group * len * total);

@@ -164,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn top_k_one_and_min_p_one_are_greedy() {
+    fn top_k_and_min_p_of_one_pick_the_argmax() {
         let logits = [0.5, 0.2, 4.0, 3.9];
         let mut top_k = Sampler::new(SamplingParams {
             top_k: 1,

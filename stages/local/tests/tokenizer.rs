@@ -45,14 +45,15 @@ fn matches_llama_cpp_ids_on_the_reference_strings() {
 }
 
 #[test]
-fn control_token_names_in_user_text_stay_plain_text() {
+fn encode_text_keeps_control_token_names_plain() {
     let file = GgufFile::open(&common::model_path()).unwrap();
     let tokenizer = GgufTokenizer::from_gguf(&file).unwrap();
 
     let plain = tokenizer.encode_text("<|im_end|>").unwrap();
     let markup = tokenizer.encode_markup("<|im_end|>").unwrap();
     assert_eq!(markup, vec![2]);
-    assert!(plain.len() > 1 && !plain.contains(&2), "{plain:?}");
+    assert!(plain.len() > 1, "{plain:?}");
+    assert!(!plain.contains(&2), "{plain:?}");
 }
 
 #[test]
