@@ -347,7 +347,8 @@ pub struct ChunkArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Pipeline file (TOML) with [input], [output] and [[stages]] tables.
+    /// Pipeline file (TOML) with [input], [output] and [[stages]] tables, or a workflow file
+    /// with [workflow] and [[steps]] tables.
     pub config: PathBuf,
 
     /// Replace input.path from the file.
@@ -365,6 +366,10 @@ pub struct RunArgs {
     /// Set input.skip_invalid.
     #[arg(long)]
     pub skip_invalid: bool,
+
+    /// Workflow files only: run each step with its reduced `quick` settings.
+    #[arg(long)]
+    pub quick: bool,
 
     #[command(flatten)]
     pub run: RunOptions,

@@ -8,6 +8,7 @@ mod mix;
 mod serve;
 mod pipeline;
 mod summary;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -26,50 +27,30 @@ fn main() -> ExitCode {
     local::configure_threads(threads);
     init_logging(cli.quiet, cli.verbose);
 
-    let result = match cli.command {
-        Command::Chunk(args) => pipeline::config_from_chunk_args(args)
-            .and_then(|(config, options)| pipeline::run(config, options)),
-        Command::Run(args) => pipeline::config_from_file(args)
-            .and_then(|(config, options)| pipeline::run(config, options)),
-        Command::Augment(args) => augment::run(*args),
-        Command::Serve(args) => return finish(serve::run(args)),
-        Command::Model(command) => return finish(serve::model_command(command)),
-        Command::Mix(args) => {
-            return match mix::run(args) {
-                Ok(summary) => {
-                    mix::print(&summary);
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Bios(args) => {
-            return match bios::run(args) {
-                Ok(summary) => {
-                    bios::print(&summary);
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-    };
+    finish(execute(cli.command))
+}
 
-    match result {
-        Ok(summary) => {
-            summary::print(&summary);
-            ExitCode::SUCCESS
+/// Runs one command and prints its summary.
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Chunk(args) => {
+            let (config, options) = pipeline::config_from_chunk_args(args)?;
+            summary::print(&pipeline::run(config, options)?);
         }
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+        Command::Run(args) => {
+            if workflow::is_workflow(&args.config)? {
+                return workflow::run(args);
+            }
+            let (config, options) = pipeline::config_from_file(args)?;
+            summary::print(&pipeline::run(config, options)?);
         }
+        Command::Augment(args) => summary::print(&augment::run(*args)?),
+        Command::Serve(args) => serve::run(args)?,
+        Command::Model(command) => serve::model_command(command)?,
+        Command::Mix(args) => mix::print(&mix::run(args)?),
+        Command::Bios(args) => bios::print(&bios::run(args)?),
     }
+    Ok(())
 }
 
 /// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.

@@ -166,6 +166,10 @@ pub fn detect_format(config: &InputConfig) -> Result<InputFormat, InputError> {
         return Ok(config.format);
     }
     if path.is_dir() {
+        // A folder of Parquet shards, such as OUT/data/bios of `kenning bios`, reads as Parquet.
+        if !parquet_file::files_in(path)?.is_empty() {
+            return Ok(InputFormat::Parquet);
+        }
         return Ok(InputFormat::TextDir);
     }
 
@@ -197,12 +201,11 @@ pub fn open(config: &InputConfig) -> Result<Documents, InputError> {
         text: config.text_field.clone(),
     };
 
-    if format != InputFormat::TextDir && path.is_dir() {
+    if !matches!(format, InputFormat::TextDir | InputFormat::Parquet) && path.is_dir() {
         let format = match format {
             InputFormat::Jsonl => "jsonl",
             InputFormat::Json => "json",
-            InputFormat::Squad => "squad",
-            _ => "parquet",
+            _ => "squad",
         };
         return Err(InputError::NotAFile { path, format });
     }
@@ -210,6 +213,7 @@ pub fn open(config: &InputConfig) -> Result<Documents, InputError> {
     let entries: EntryIter = match format {
         InputFormat::Jsonl => jsonl::read(&path, names)?,
         InputFormat::Json | InputFormat::Squad => json::read(&path, names)?,
+        InputFormat::Parquet if path.is_dir() => parquet_file::read_folder(&path, names)?,
         InputFormat::Parquet => parquet_file::read(&path, names)?,
         InputFormat::TextDir => text_dir::read(&path)?,
         InputFormat::Auto => unreachable!("detect_format resolves auto"),

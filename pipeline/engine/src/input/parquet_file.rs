@@ -11,6 +11,37 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 
 use super::{Entry, EntryIter, FieldNames, InputError, Location, Origin, Problem, RawDocument};
 
+/// Lists the `.parquet` files directly inside `folder`, sorted by name.
+pub fn files_in(folder: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let entries = std::fs::read_dir(folder).map_err(|source| InputError::Io {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every `.parquet` file of a folder in name order, as one input.
+pub fn read_folder(folder: &Path, names: FieldNames) -> Result<EntryIter, InputError> {
+    let files = files_in(folder)?;
+    if files.is_empty() {
+        return Err(InputError::Layout {
+            path: folder.to_path_buf(),
+            message: "the folder contains no .parquet files; give a Parquet file or a folder of them"
+                .into(),
+        });
+    }
+    let mut readers = Vec::with_capacity(files.len());
+    for file in &files {
+        readers.push(read(file, names.clone())?);
+    }
+    Ok(Box::new(readers.into_iter().flatten()))
+}
+
 pub fn read(path: &Path, names: FieldNames) -> Result<EntryIter, InputError> {
     let parquet_error = |source| InputError::Parquet {
         path: path.to_path_buf(),
