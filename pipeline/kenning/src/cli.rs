@@ -36,6 +36,8 @@ pub enum Command {
     Mix(MixArgs),
     /// Rewrite documents with an LLM using learning-strategy prompts (SPA).
     Augment(Box<AugmentArgs>),
+    /// Answer SQuAD-format questions closed-book with the local model and score the answers.
+    Qa(QaArgs),
     /// Serve the local model over an OpenAI-compatible HTTP API.
     Serve(ServeArgs),
     /// Fetch or locate the default local model.
@@ -61,6 +63,37 @@ pub struct LocalModelArgs {
     /// Compute threads; defaults to the number of physical cores.
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct QaArgs {
+    /// SQuAD file: a list of {title, context, questions: [{question, answer}]} or the official
+    /// nested layout.
+    #[arg(long)]
+    pub questions: PathBuf,
+
+    /// Use the questions of the first N passages only.
+    #[arg(long)]
+    pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub model: LocalModelArgs,
+
+    /// Longest answer in tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+
+    /// Output folder for answers.jsonl and qa.json.
+    #[arg(long, short)]
+    pub out: PathBuf,
+
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Accepted for workflow files; answers are always recomputed.
+    #[arg(long, hide = true)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod local;
 mod mix;
 mod serve;
 mod pipeline;
+mod qa;
 mod summary;
 mod workflow;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Augment(args) => args.local.threads,
         Command::Serve(args) => args.model.threads,
+        Command::Qa(args) => args.model.threads,
         _ => None,
     };
     local::configure_threads(threads);
@@ -45,6 +47,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             summary::print(&pipeline::run(config, options)?);
         }
         Command::Augment(args) => summary::print(&augment::run(*args)?),
+        Command::Qa(args) => {
+            let out = args.out.clone();
+            qa::print(&qa::run(args)?, &out);
+        }
         Command::Serve(args) => serve::run(args)?,
         Command::Model(command) => serve::model_command(command)?,
         Command::Mix(args) => mix::print(&mix::run(args)?),
