@@ -5,8 +5,10 @@
 //! the OpenAI Batch API are not written yet.
 
 pub mod builtin;
+pub mod cost;
 pub mod outcome;
 pub mod provider;
 pub mod retry;
 pub mod stage;
+pub mod stats;
 pub mod template;
