@@ -23,7 +23,19 @@ fn main() -> ExitCode {
             .and_then(|(config, options)| pipeline::run(config, options)),
         Command::Run(args) => pipeline::config_from_file(args)
             .and_then(|(config, options)| pipeline::run(config, options)),
-        Command::Augment(args) => augment::run(args),
+        Command::Augment(args) => {
+            return match augment::run(args) {
+                Ok((summary, corpus)) => {
+                    summary::print(&summary);
+                    augment::print(&corpus);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Mix(args) => {
             return match mix::run(args) {
                 Ok(summary) => {
