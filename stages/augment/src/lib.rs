@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod cache;
+pub mod cooldown;
 pub mod cost;
 pub mod entigraph;
 pub mod failures;

@@ -16,7 +16,8 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::outcome::{self, Completion, Endpoint, Outcome};
-use crate::retry::{self, Cooldown, Decision, Failure, RetryPolicy};
+use crate::cooldown::Cooldown;
+use crate::retry::{self, Decision, Failure, RetryPolicy};
 
 /// Default request timeout: long enough for a few thousand generated tokens.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -184,11 +185,16 @@ impl Provider {
             .expect("the semaphore is never closed");
 
         let mut attempt = 0;
+        // Rate-limited attempts made within the patience do not count against `max_attempts`.
+        let mut forgiven = 0;
         loop {
             attempt += 1;
             self.wait_for_turn(estimated_tokens).await;
 
-            let (failure, server_wait, detail) = match self.send(&body).await {
+            let sent = self.send(&body).await;
+            self.cooldown
+                .observe(matches!(sent, Err((Failure::Status(429), _, _))));
+            let (failure, server_wait, detail) = match sent {
                 Ok(completion) => {
                     match outcome::classify(&completion, self.config.keep_truncated) {
                         Outcome::Complete => {
@@ -239,9 +245,19 @@ impl Provider {
                     Instant::now(),
                     pause.min(self.config.retry.retry_after_ceiling),
                 );
+                if self
+                    .cooldown
+                    .patient(Instant::now(), self.config.retry.rate_limit_patience)
+                {
+                    forgiven += 1;
+                }
             }
             let jitter = self.jitter();
-            let Some(delay) = self.config.retry.delay(attempt, jitter, server_wait) else {
+            let Some(delay) = self
+                .config
+                .retry
+                .delay(attempt - forgiven, jitter, server_wait)
+            else {
                 return Err(failed(&reason(&failure), status, attempt, &detail));
             };
             tracing::debug!(attempt, failure = %reason(&failure), delay_ms = delay.as_millis() as u64, "retrying request");
@@ -263,13 +279,7 @@ impl Provider {
 
     /// Waits for the shared cooldown and both rate limits.
     async fn wait_for_turn(&self, estimated_tokens: u32) {
-        loop {
-            let pause = self.cooldown.remaining(Instant::now());
-            if pause.is_zero() {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-        }
+        self.cooldown.wait(self.config.timeout).await;
         if let Some(requests) = &self.requests {
             requests.until_ready().await;
         }
