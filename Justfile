@@ -28,8 +28,8 @@ run input="datasets/sample/articles.jsonl" out="out/sample-passages":
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
-# Run every benchmark and update BENCHMARKS.md: the shard writer, then kenning bios.
-bench: bench-shards bench-bios
+# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, then the augment HTTP client.
+bench: bench-shards bench-bios bench-augment
 
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
 bench-shards *args: setup
@@ -38,3 +38,12 @@ bench-shards *args: setup
 # Benchmark kenning bios against a plain Python generator and update BENCHMARKS.md; arguments go to bench/run_bios_bench.py.
 bench-bios *args: setup
     "{{python}}" bench/run_bios_bench.py {{args}}
+
+# Benchmark the augment HTTP client against Python's openai client on a loopback server and update BENCHMARKS.md; arguments go to bench/run_augment_bench.py.
+bench-augment *args: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! "{{python}}" -c "import openai" 2>/dev/null; then
+        "{{python}}" -m pip install --quiet --disable-pip-version-check openai
+    fi
+    "{{python}}" bench/run_augment_bench.py {{args}}

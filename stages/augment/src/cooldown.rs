@@ -1,8 +1,8 @@
 //! The pause that a 429 puts on every request to one provider.
 //!
 //! After a 429 no request is sent before the cooldown ends. Then a single request (the probe)
-//! goes first: if the server accepts it, the cooldown is over and every waiting request goes;
-//! if it gets another 429, the cooldown starts again. So a long stream of 429s costs about one
+//! goes first. If the server accepts it, the cooldown is over and every waiting request goes,
+//! and if it gets another 429, the cooldown starts again. So a long stream of 429s costs about one
 //! request per cooldown instead of one per waiting request, and requests do not use up their
 //! attempts on it (see [`Cooldown::patient`]).
 
@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 /// Default time a stream of 429s may last before rate-limited attempts count against
 /// `max_attempts` again.
 pub const DEFAULT_RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(600);
-/// Longest sleep between two checks of a waiting request, so that a probe that was cancelled
+/// Maximum sleep between two checks of a waiting request, so that a probe that was cancelled
 /// without a response cannot hold the others for long.
 const RECHECK: Duration = Duration::from_millis(250);
 

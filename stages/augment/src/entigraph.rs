@@ -24,7 +24,7 @@ pub const TRIPLE: &str = "relate_triple";
 pub const DEFAULT_PAIRS: u32 = 10;
 /// Default number of entity triples written about per document.
 pub const DEFAULT_TRIPLES: u32 = 5;
-/// Entities kept per document; the extraction prompt asks for at most 30.
+/// Entities kept per document; the extraction prompt requests at most 30.
 const MAX_ENTITIES: usize = 30;
 /// Separator of entity names in the `{entities}` placeholder and the `entities` column.
 pub const SEPARATOR: &str = "; ";
@@ -45,7 +45,7 @@ pub struct Extraction {
     pub entities: Vec<String>,
 }
 
-/// Why an extraction response cannot be used.
+/// Reason an extraction response is unusable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractionError {
     #[error("the response is not a JSON object with `summary` and `entities`")]
@@ -252,7 +252,7 @@ mod tests {
         assert_ne!(pairs, choose("doc-2", &entities, 2, 4));
         let distinct: HashSet<_> = pairs.iter().collect();
         assert_eq!(distinct.len(), 4);
-        // All 20 triples of 6 entities when more are asked for.
+        // All 20 triples of 6 entities when more are requested.
         assert_eq!(choose("doc-1", &entities, 3, 100).len(), 20);
     }
 }

@@ -1,5 +1,6 @@
 //! The failures file `failures.jsonl`: one JSON line per request that failed for good, so that
-//! a failure is never stored as data and is not paid for again unless the user asks.
+//! a failure is never stored as data and is not paid for again unless the user requests it
+//! (`--retry-failed`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};

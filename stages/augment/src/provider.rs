@@ -112,6 +112,9 @@ pub struct Provider {
     cooldown: Cooldown,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
+    /// Makes requests take tokens in arrival order: without it, small requests take the tokens
+    /// as they accrue and a large request waits until the small ones run out.
+    token_queue: tokio::sync::Mutex<()>,
     jitter_state: std::sync::atomic::AtomicU64,
 }
 
@@ -155,6 +158,7 @@ impl Provider {
             tokens: config
                 .tokens_per_minute
                 .map(|n| RateLimiter::direct(smooth_quota(n))),
+            token_queue: tokio::sync::Mutex::new(()),
             jitter_state: std::sync::atomic::AtomicU64::new(
                 SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -288,6 +292,8 @@ impl Provider {
             // waiting forever.
             let cap = NonZeroU32::new(self.config.tokens_per_minute.map_or(1, NonZeroU32::get))
                 .expect("non-zero");
+            // tokio's mutex is fair, so waiters are served first come, first served.
+            let _turn = self.token_queue.lock().await;
             let _ = tokens.until_n_ready(n.min(cap)).await;
         }
     }

@@ -17,7 +17,7 @@ use crate::provider::{RequestFailure, Success};
 use crate::stage::{AugmentStage, STAGE};
 use crate::template::PromptTemplate;
 
-/// What a request is for.
+/// Purpose of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Purpose {
     /// A row of the dataset; `entities` is set for entity-graph relation texts.

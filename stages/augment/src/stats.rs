@@ -223,8 +223,8 @@ pub fn self_bleu(documents: &[Vec<String>]) -> Option<f64> {
                     count.min(reference)
                 })
                 .sum();
-            // Smoothing: a zero match count becomes 0.1, so one missing order does not make
-            // the whole score zero (method 1 of Chen and Cherry, 2014).
+            // Smoothing: a zero match count becomes 0.1, so that one order without a match
+            // does not make the whole score zero.
             let matched = if matched == 0 { 0.1 } else { f64::from(matched) };
             log_precision += (matched / f64::from(candidates.max(1))).ln() / ORDER as f64;
         }
