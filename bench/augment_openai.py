@@ -33,13 +33,18 @@ async def main(url: str, concurrency: int, requests: int) -> dict:
     )
     gate = asyncio.Semaphore(concurrency)
     ok = 0
+    errors: dict[str, int] = {}
 
     async def one() -> None:
         nonlocal ok
         async with gate:
-            response = await client.chat.completions.create(
-                model="bench-model", messages=MESSAGES, temperature=0.7, max_tokens=64
-            )
+            try:
+                response = await client.chat.completions.create(
+                    model="bench-model", messages=MESSAGES, temperature=0.7, max_tokens=64
+                )
+            except Exception as error:  # counted by type, so that the page can report them
+                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                return
             if response.choices[0].message.content:
                 ok += 1
 
@@ -54,7 +59,14 @@ async def main(url: str, concurrency: int, requests: int) -> dict:
         await asyncio.wait(pending)
     seconds = time.perf_counter() - started
     await client.close()
-    return {"mode": "python-openai", "concurrency": concurrency, "requests": requests, "ok": ok, "seconds": seconds}
+    return {
+        "mode": "python-openai",
+        "concurrency": concurrency,
+        "requests": requests,
+        "ok": ok,
+        "errors": errors,
+        "seconds": seconds,
+    }
 
 
 if __name__ == "__main__":

@@ -63,6 +63,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--server-threads", type=int, default=1, help="worker threads of the server")
     parser.add_argument("--page", type=Path, default=ROOT / "BENCHMARKS.md", help="Markdown page to update")
     parser.add_argument("--no-page", action="store_true", help="print the figures without updating the page")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        help="render the page section from a JSON file that an earlier run saved, without running anything",
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=ROOT / "bench-out/augment.json",
+        help="where to save the figures and notes of this run (git-ignored under bench-out/)",
+    )
     return parser.parse_args()
 
 
@@ -133,6 +144,14 @@ def run_stage(args: argparse.Namespace, url: str, server_pid: int, work: Path) -
     return throughput(figures)
 
 
+CLIENTS = (("provider", "kenning Provider"), ("reqwest", "bare reqwest"), ("python", "Python AsyncOpenAI"))
+
+
+def completed(figures: dict) -> str:
+    requests = figures.get("requests", figures["ok"])
+    return f"{figures['ok']:,}" if figures["ok"] >= requests else f"{figures['ok']:,} of {requests:,}"
+
+
 def met(condition: bool) -> str:
     return "met" if condition else "not met"
 
@@ -154,22 +173,24 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
         "| Client | In flight | Requests | Seconds | Requests/s | Requests per CPU-second | Peak RSS MB | Server CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key, label in (("provider", "kenning Provider"), ("reqwest", "bare reqwest"), ("python", "Python AsyncOpenAI")):
-        for figures in results[key]:
-            lines.append(
-                f"| {label} | {figures['concurrency']:,} | {figures['ok']:,} | {figures['seconds']:.2f} | "
-                f"{figures['rps']:,.0f} | {figures['per_cpu_second']:,.0f} | {figures['rss_mb']:.0f} | {figures['server_load']:.2f} |"
-            )
-    for figures, label in ((results["rss_provider"], "kenning Provider"), (results["rss_python"], "Python AsyncOpenAI")):
+    rows = [(label, figures) for key, label in CLIENTS for figures in results[key]]
+    rows += [
+        ("kenning Provider, peak RSS run", results["rss_provider"]),
+        ("Python AsyncOpenAI, peak RSS run", results["rss_python"]),
+        ("`kenning augment` (journal + shards)", results["stage"]),
+    ]
+    for label, figures in rows:
         lines.append(
-            f"| {label}, peak RSS run | {figures['concurrency']:,} | {figures['ok']:,} | {figures['seconds']:.2f} | "
+            f"| {label} | {figures['concurrency']:,} | {completed(figures)} | {figures['seconds']:.2f} | "
             f"{figures['rps']:,.0f} | {figures['per_cpu_second']:,.0f} | {figures['rss_mb']:.0f} | {figures['server_load']:.2f} |"
         )
     stage = results["stage"]
-    lines.append(
-        f"| `kenning augment` (journal + shards) | {stage['concurrency']:,} | {stage['ok']:,} | {stage['seconds']:.2f} | "
-        f"{stage['rps']:,.0f} | {stage['per_cpu_second']:,.0f} | {stage['rss_mb']:.0f} | {stage['server_load']:.2f} |"
-    )
+    failed_runs = [
+        f"{label} with {figures['concurrency']:,} in flight: "
+        + ", ".join(f"{count:,} {name}" for name, count in sorted(figures.get("errors", {}).items()))
+        for label, figures in rows
+        if figures["ok"] < figures.get("requests", figures["ok"])
+    ]
 
     ratios = [
         (p["concurrency"], p["per_cpu_second"] / q["per_cpu_second"], p["rps"] / q["rps"])
@@ -194,8 +215,12 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
         f"- Full stage against the bare reqwest loop at {stage['concurrency']} in flight: {stage['rps']:,.0f} against "
         f"{bare['rps']:,.0f} requests/s, {share:.2f} of it. Target at least {TARGET_STAGE_SHARE}: {met(share >= TARGET_STAGE_SHARE)}.",
         f"- Peak RSS: {results['rss_provider']['rss_mb']:.0f} MB for the Provider with {args.in_flight:,} requests in flight "
-        f"against {max(r['rss_mb'] for r in results['provider']):.0f} MB at most with {max(args.concurrency):,}; "
-        f"Python's AsyncOpenAI {results['rss_python']['rss_mb']:.0f} MB with {args.in_flight:,}.",
+        f"against {max(r['rss_mb'] for r in results['provider']):.0f} MB at most with {max(args.concurrency):,}, and "
+        f"Python's AsyncOpenAI {results['rss_python']['rss_mb']:.0f} MB with {args.in_flight:,}. The Provider's RSS grows with "
+        "the requests in flight (connections and their buffers); whether it stays flat as more requests are sent at the "
+        "same concurrency is not measured separately.",
+        "- Requests that failed (the `Requests` column then shows completed of sent): "
+        + ("; ".join(failed_runs) if failed_runs else "none") + ".",
         f"- Request rate under `requests_per_minute = {args.rate_limit}` ({args.rate_requests} requests, 64 in flight): "
         f"{rate['busiest_60s']} requests finished in the busiest 60 s window ({rate_error:+.1%} from the limit; the first "
         f"second's burst of {-(-args.rate_limit // 60)} is allowed by the quota), and {rate['steady_per_minute']:.1f}/min from the "
@@ -210,10 +235,11 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
         "(before that queue was added, the same run had large requests finish at 13.3 s on average, after every small one).",
         f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs, {memory_gib()} RAM, Linux {platform.release()}. Load average "
         f"(1, 5, 15 min) before the runs: {notes['load_before']}; after them: {notes['load_after']}. Server, clients and "
-        "driver share these CPUs.",
+        "driver share these CPUs, and a 1-minute figure above 2 means that other processes competed for them, which makes "
+        "the figures noisy.",
         f"- Versions: reqwest {cargo_lock_version('reqwest')}, tokio {cargo_lock_version('tokio')}, "
         f"{notes['rustc']}, openai {notes['openai']}, Python {platform.python_version()}.",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"- Date: {notes['date']}.",
         "- Reproduce: `just bench-augment` (`just bench` runs it with the other benchmarks). The scripts are "
         "`bench/run_augment_bench.py`, `bench/augment_openai.py`, `stages/augment/examples/bench_server.rs` and "
         "`stages/augment/examples/provider_bench.rs`.",
@@ -239,6 +265,11 @@ def update_page(page: Path, section: str) -> None:
 
 def main() -> int:
     args = parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        publish(args, saved["results"], saved["notes"])
+        return 0
+
     subprocess.run(
         ["cargo", "build", "--release", "-q", "-p", "kenning", "-p", "kenning-augment", "--examples", "--bins"],
         cwd=ROOT,
@@ -282,13 +313,19 @@ def main() -> int:
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
     notes["load_after"] = load_average()
+    notes["date"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
 
-    print(json.dumps(results, indent=1), file=sys.stderr)
+    args.save.parent.mkdir(parents=True, exist_ok=True)
+    args.save.write_text(json.dumps({"results": results, "notes": notes}, indent=1))
+    publish(args, results, notes)
+    return 0
+
+
+def publish(args: argparse.Namespace, results: dict, notes: dict) -> None:
     section = render(args, results, notes)
     print(section)
     if not args.no_page:
         update_page(args.page, section)
-    return 0
 
 
 if __name__ == "__main__":
