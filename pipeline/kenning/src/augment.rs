@@ -40,7 +40,11 @@ fn api_key(name: &str) -> Option<ApiKey> {
 struct Chosen {
     names: Vec<String>,
     templates: Vec<PromptTemplate>,
-    entity_graph: Option<(PromptTemplate, Option<PromptTemplate>, Option<PromptTemplate>)>,
+    entity_graph: Option<(
+        PromptTemplate,
+        Option<PromptTemplate>,
+        Option<PromptTemplate>,
+    )>,
 }
 
 /// Resolves `--strategies` against the available templates.
@@ -52,7 +56,9 @@ fn choose_templates(
     for name in strategies {
         match name.as_str() {
             "all" => names.extend(SPA_STRATEGIES.iter().map(|s| s.to_string())),
-            "entigraph" => names.extend([entigraph::PAIR.to_string(), entigraph::TRIPLE.to_string()]),
+            "entigraph" => {
+                names.extend([entigraph::PAIR.to_string(), entigraph::TRIPLE.to_string()])
+            }
             _ => names.push(name.clone()),
         }
     }
@@ -194,7 +200,13 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> {
     let prompts: BTreeMap<&str, &str> = chosen
         .templates
         .iter()
-        .chain(chosen.entity_graph.iter().flat_map(|(e, p, t)| [Some(e), p.as_ref(), t.as_ref()]).flatten())
+        .chain(
+            chosen
+                .entity_graph
+                .iter()
+                .flat_map(|(e, p, t)| [Some(e), p.as_ref(), t.as_ref()])
+                .flatten(),
+        )
         .map(|t| (t.name.as_str(), t.sha256.as_str()))
         .collect();
     let recorded = json!({

@@ -378,9 +378,15 @@ fn costs_and_corpus_statistics_reach_manifest_and_card() {
     assert_eq!(corpus["cached_tokens"], 0);
     assert!((corpus["cost_usd"].as_f64().unwrap() - expected_cost).abs() < 1e-12);
     let statistics = &corpus["statistics"];
-    assert!(statistics["gzip_ratio"].as_f64().unwrap() > 1.0, "{statistics}");
+    assert!(
+        statistics["gzip_ratio"].as_f64().unwrap() > 1.0,
+        "{statistics}"
+    );
     // The fake texts differ only in a number, so most 4-grams are shared.
-    assert!(statistics["self_repetition_4gram"].as_f64().unwrap() > 0.5, "{statistics}");
+    assert!(
+        statistics["self_repetition_4gram"].as_f64().unwrap() > 0.5,
+        "{statistics}"
+    );
     assert_eq!(statistics["self_bleu_sample"], 12);
     assert!(manifest(&out)["usage"]["cost_usd"].as_f64().unwrap() > 0.0);
 
@@ -406,7 +412,14 @@ fn entity_graph_relates_extracted_entities() {
             server,
             &input,
             &out,
-            &["--strategies", "entigraph", "--entity-pairs", "2", "--entity-triples", "5"],
+            &[
+                "--strategies",
+                "entigraph",
+                "--entity-pairs",
+                "2",
+                "--entity-triples",
+                "5",
+            ],
         )
     };
 
@@ -422,17 +435,35 @@ fn entity_graph_relates_extracted_entities() {
     let entities = column(&out, "entities");
     assert_eq!(entities.iter().filter(|e| e.is_none()).count(), 12);
     let entities: Vec<String> = entities.into_iter().flatten().collect();
-    assert_eq!(entities.iter().filter(|e| e.matches("; ").count() == 1).count(), 12);
     assert_eq!(
-        entities.iter().filter(|e| e.as_str() == "Mainz; printing press; 1440").count(),
+        entities
+            .iter()
+            .filter(|e| e.matches("; ").count() == 1)
+            .count(),
+        12
+    );
+    assert_eq!(
+        entities
+            .iter()
+            .filter(|e| e.as_str() == "Mainz; printing press; 1440")
+            .count(),
         6
     );
     let prompts = server.prompts.lock().unwrap().clone();
-    let relation_prompts: Vec<&String> = prompts.iter().filter(|p| p.contains("Entities: ")).collect();
+    let relation_prompts: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.contains("Entities: "))
+        .collect();
     assert_eq!(relation_prompts.len(), 18);
     for prompt in relation_prompts {
-        assert!(prompt.contains("Summary of the document: A press in Mainz."), "{prompt}");
-        assert!(prompt.contains("printing press in Mainz around 1440"), "{prompt}");
+        assert!(
+            prompt.contains("Summary of the document: A press in Mainz."),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("printing press in Mainz around 1440"),
+            "{prompt}"
+        );
     }
 
     // A second run sends nothing: the rows are stored and the entities are read back.

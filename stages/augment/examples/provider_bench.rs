@@ -105,8 +105,12 @@ async fn bare(url: &str, concurrency: usize, requests: u64) -> Value {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (client, endpoint, body, remaining) =
-            (client.clone(), endpoint.clone(), body.clone(), remaining.clone());
+        let (client, endpoint, body, remaining) = (
+            client.clone(),
+            endpoint.clone(),
+            body.clone(),
+            remaining.clone(),
+        );
         tasks.spawn(async move {
             let mut ok = 0u64;
             while remaining.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0 {

@@ -152,7 +152,10 @@ mod tests {
             tokio::spawn(async move { cooldown.wait(Duration::from_secs(60)).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!second.is_finished(), "a second request went while the probe was out");
+        assert!(
+            !second.is_finished(),
+            "a second request went while the probe was out"
+        );
 
         cooldown.observe(false);
         tokio::time::timeout(Duration::from_secs(1), second)

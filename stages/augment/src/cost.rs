@@ -83,7 +83,11 @@ impl PriceTable {
             toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
         for (model, price) in &prices {
             let values = [Some(price.input), price.cached_input, Some(price.output)];
-            if values.into_iter().flatten().any(|v| !v.is_finite() || v < 0.0) {
+            if values
+                .into_iter()
+                .flatten()
+                .any(|v| !v.is_finite() || v < 0.0)
+            {
                 return Err(invalid(format!(
                     "the prices of `{model}` must be finite and not negative"
                 )));
@@ -165,8 +169,8 @@ mod tests {
     fn invalid_table_names_the_file() {
         let error = PriceTable::parse(Path::new("my.toml"), "[m]\ninput = 1\n").unwrap_err();
         assert!(error.to_string().contains("my.toml"), "{error}");
-        let error = PriceTable::parse(Path::new("my.toml"), "[m]\ninput = -1\noutput = 1\n")
-            .unwrap_err();
+        let error =
+            PriceTable::parse(Path::new("my.toml"), "[m]\ninput = -1\noutput = 1\n").unwrap_err();
         assert!(error.to_string().contains("`m`"), "{error}");
     }
 }

@@ -109,9 +109,11 @@ pub fn parse_extraction(
 /// extraction's order.
 pub fn choose(doc_id: &str, entities: &[String], size: usize, count: u32) -> Vec<Vec<String>> {
     let mut all = combinations(entities.len(), size);
-    let mut state = doc_id.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ size as u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let mut state = doc_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64 ^ size as u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
     // Fisher–Yates shuffle driven by SplitMix64, seeded from the document id.
     for i in (1..all.len()).rev() {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -131,7 +133,13 @@ pub fn choose(doc_id: &str, entities: &[String], size: usize, count: u32) -> Vec
 fn combinations(n: usize, size: usize) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     let mut current = Vec::with_capacity(size);
-    fn walk(start: usize, n: usize, size: usize, current: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn walk(
+        start: usize,
+        n: usize,
+        size: usize,
+        current: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+    ) {
         if current.len() == size {
             out.push(current.clone());
             return;
@@ -238,7 +246,11 @@ mod tests {
             Err(ExtractionError::NotJson)
         );
         assert_eq!(
-            parse_extraction("d", DOCUMENT, r#"{"summary": "s", "entities": ["Mainz", "Rome"]}"#),
+            parse_extraction(
+                "d",
+                DOCUMENT,
+                r#"{"summary": "s", "entities": ["Mainz", "Rome"]}"#
+            ),
             Err(ExtractionError::TooFewEntities("Mainz".into()))
         );
     }

@@ -58,8 +58,12 @@ impl FailureLog {
 
     /// Appends one failure; `line` carries its `key`.
     pub fn append(&mut self, line: &Value) -> Result<(), StageError> {
-        writeln!(self.file, "{line}")
-            .map_err(|e| failed(self.stage, format!("cannot write {}: {e}", self.path.display())))
+        writeln!(self.file, "{line}").map_err(|e| {
+            failed(
+                self.stage,
+                format!("cannot write {}: {e}", self.path.display()),
+            )
+        })
     }
 
     /// Rewrites the file with one line per key that is still failed: earlier failures that were
@@ -136,7 +140,8 @@ mod tests {
         let path = dir.path().join("failures.jsonl");
         let mut log = FailureLog::open("augment", &path).unwrap();
         for key in ["a", "b", "c"] {
-            log.append(&json!({"key": key, "reason": "http_500"})).unwrap();
+            log.append(&json!({"key": key, "reason": "http_500"}))
+                .unwrap();
         }
         drop(log);
 
@@ -145,11 +150,15 @@ mod tests {
         assert!(log.failed_before("a"));
         log.resend("a");
         log.resend("b");
-        log.append(&json!({"key": "b", "reason": "http_400"})).unwrap();
+        log.append(&json!({"key": "b", "reason": "http_400"}))
+            .unwrap();
         log.compact(&HashSet::from(["b".to_string()])).unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0]["key"], "c");
         assert_eq!(lines[1]["key"], "b");

@@ -15,8 +15,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::outcome::{self, Completion, Endpoint, Outcome};
 use crate::cooldown::Cooldown;
+use crate::outcome::{self, Completion, Endpoint, Outcome};
 use crate::retry::{self, Decision, Failure, RetryPolicy};
 
 /// Default request timeout: long enough for a few thousand generated tokens.

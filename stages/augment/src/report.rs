@@ -79,11 +79,9 @@ pub fn attach(out_dir: &Path) -> Result<CorpusReport, ReportError> {
     let card_path = out_dir.join("README.md");
     if let Ok(card) = std::fs::read_to_string(&card_path) {
         let card = with_section(&card, &card_section(&report));
-        fsutil::write_atomic(&card_path, card.as_bytes()).map_err(|source| {
-            ReportError::Write {
-                path: card_path.clone(),
-                source,
-            }
+        fsutil::write_atomic(&card_path, card.as_bytes()).map_err(|source| ReportError::Write {
+            path: card_path.clone(),
+            source,
         })?;
     }
     Ok(report)
@@ -130,7 +128,9 @@ fn read_shard(
                 .column_by_name(name)
                 .ok_or_else(|| format!("column `{name}` is missing; is this an augment output?"))
         };
-        let text = column("text")?.as_string_opt::<i32>().ok_or("`text` is not a string column")?;
+        let text = column("text")?
+            .as_string_opt::<i32>()
+            .ok_or("`text` is not a string column")?;
         let prompt = column("prompt_tokens")?.as_primitive_opt::<UInt32Type>();
         let completion = column("completion_tokens")?.as_primitive_opt::<UInt32Type>();
         let cached = column("cached_tokens")?.as_primitive_opt::<UInt32Type>();
@@ -162,12 +162,14 @@ fn read_shard(
 /// Renders the card section of a report.
 pub fn card_section(report: &CorpusReport) -> String {
     let statistics = &report.statistics;
-    let cost = report
-        .cost_usd
-        .map_or_else(|| "unknown (no price for the model)".to_string(), |c| format!("${c:.4}"));
-    let self_bleu = statistics
-        .self_bleu
-        .map_or_else(|| "not measured (fewer than two rows of four words)".to_string(), |b| format!("{b:.4}"));
+    let cost = report.cost_usd.map_or_else(
+        || "unknown (no price for the model)".to_string(),
+        |c| format!("${c:.4}"),
+    );
+    let self_bleu = statistics.self_bleu.map_or_else(
+        || "not measured (fewer than two rows of four words)".to_string(),
+        |b| format!("{b:.4}"),
+    );
     format!(
         "{CARD_START}\n## Corpus statistics\n\n\
          Over all {rows} rows ({words} words), as `kenning augment` measures them (the formulas are \
@@ -203,7 +205,11 @@ pub fn card_section(report: &CorpusReport) -> String {
 fn with_section(card: &str, section: &str) -> String {
     if let (Some(start), Some(end)) = (card.find(CARD_START), card.find(CARD_END)) {
         let end = end + CARD_END.len();
-        let end = if card[end..].starts_with('\n') { end + 1 } else { end };
+        let end = if card[end..].starts_with('\n') {
+            end + 1
+        } else {
+            end
+        };
         return format!("{}{section}{}", &card[..start], &card[end..]);
     }
     match card.find("## Columns") {

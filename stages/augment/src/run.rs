@@ -122,7 +122,14 @@ impl Run {
                     template.name.clone(),
                     sample,
                 );
-                self.plan(&record, template, key, &[], sample, Purpose::Row { entities: None })?;
+                self.plan(
+                    &record,
+                    template,
+                    key,
+                    &[],
+                    sample,
+                    Purpose::Row { entities: None },
+                )?;
             }
         }
 
@@ -137,25 +144,27 @@ impl Run {
         match stored {
             Some(extraction) => self.plan_relations(&record, &extraction),
             None => {
-                let key = RecordKey::new(
-                    record.key.doc_id.clone(),
-                    STAGE,
-                    entigraph::EXTRACT,
-                    0,
-                );
+                let key = RecordKey::new(record.key.doc_id.clone(), STAGE, entigraph::EXTRACT, 0);
                 self.plan(&record, &setup.extract, key, &[], 0, Purpose::Extraction)
             }
         }
     }
 
     /// Plans the relation requests of a document whose entities are known.
-    fn plan_relations(&mut self, record: &Record, extraction: &Extraction) -> Result<(), StageError> {
+    fn plan_relations(
+        &mut self,
+        record: &Record,
+        extraction: &Extraction,
+    ) -> Result<(), StageError> {
         let setup = self
             .stage
             .entity_graph
             .clone()
             .expect("relations are planned only with the entity graph");
-        let kinds = [(setup.pair, 2, setup.counts.pairs), (setup.triple, 3, setup.counts.triples)];
+        let kinds = [
+            (setup.pair, 2, setup.counts.pairs),
+            (setup.triple, 3, setup.counts.triples),
+        ];
         for (template, size, count) in kinds {
             let Some(template) = template else { continue };
             let chosen = entigraph::choose(&record.key.doc_id, &extraction.entities, size, count);
@@ -169,7 +178,10 @@ impl Run {
                         template.name.clone(),
                         index as u32 * self.stage.samples + sample,
                     );
-                    let extra = [("summary", extraction.summary.as_str()), ("entities", entities.as_str())];
+                    let extra = [
+                        ("summary", extraction.summary.as_str()),
+                        ("entities", entities.as_str()),
+                    ];
                     let purpose = Purpose::Row {
                         entities: Some(entities.clone()),
                     };
@@ -260,7 +272,8 @@ impl Run {
             Purpose::Extraction => self.store_extraction(&job, &success),
             Purpose::Row { entities } => {
                 // Without `usage`, about four characters make a token.
-                let generated = tokens.map_or(success.completion.text.len() as u64 / 4, |t| t.completion);
+                let generated =
+                    tokens.map_or(success.completion.text.len() as u64 / 4, |t| t.completion);
                 *self.produced.entry(job.key.variant.clone()).or_default() += generated;
                 self.send_row(job, success, cost, entities).await
             }
@@ -305,13 +318,24 @@ impl Run {
         let completion = success.completion;
         let tokens = completion.usage;
         let to_cell = |v: Option<u64>| {
-            v.map_or(Cell::Null, |n| Cell::UInt32(n.min(u64::from(u32::MAX)) as u32))
+            v.map_or(Cell::Null, |n| {
+                Cell::UInt32(n.min(u64::from(u32::MAX)) as u32)
+            })
         };
         let mut fields = vec![
-            ("model".into(), completion.model.map_or(Cell::Null, Cell::Utf8)),
-            ("finish_reason".into(), completion.finish_reason.map_or(Cell::Null, Cell::Utf8)),
+            (
+                "model".into(),
+                completion.model.map_or(Cell::Null, Cell::Utf8),
+            ),
+            (
+                "finish_reason".into(),
+                completion.finish_reason.map_or(Cell::Null, Cell::Utf8),
+            ),
             ("prompt_tokens".into(), to_cell(tokens.map(|t| t.prompt))),
-            ("completion_tokens".into(), to_cell(tokens.map(|t| t.completion))),
+            (
+                "completion_tokens".into(),
+                to_cell(tokens.map(|t| t.completion)),
+            ),
             ("cached_tokens".into(), to_cell(tokens.map(|t| t.cached))),
             ("cost_usd".into(), cost.map_or(Cell::Null, Cell::Float64)),
             ("attempts".into(), Cell::UInt32(success.attempts)),
@@ -329,7 +353,9 @@ impl Run {
             fields,
         };
         if self.context.output.send(record).await.is_err() {
-            return Err(StageError::Closed { stage: STAGE.into() });
+            return Err(StageError::Closed {
+                stage: STAGE.into(),
+            });
         }
         self.report.records_out += 1;
         Ok(())

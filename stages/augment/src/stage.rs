@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use kenning_pipeline::record::Record;
 use kenning_pipeline::schema::{Column, ColumnType};
-use kenning_pipeline::stage::{BoxFuture, Provenance, Stage, StageContext, StageError, StageReport};
+use kenning_pipeline::stage::{
+    BoxFuture, Provenance, Stage, StageContext, StageError, StageReport,
+};
 use serde_json::{Value, json};
 
 use crate::cache::CACHE_VERSION;
@@ -121,10 +123,9 @@ impl AugmentStage {
 
     /// Returns the templates whose completions count against the token budget.
     pub(crate) fn budgeted_templates(&self) -> usize {
-        let relations = self
-            .entity_graph
-            .as_ref()
-            .map_or(0, |g| usize::from(g.pair.is_some()) + usize::from(g.triple.is_some()));
+        let relations = self.entity_graph.as_ref().map_or(0, |g| {
+            usize::from(g.pair.is_some()) + usize::from(g.triple.is_some())
+        });
         self.templates.len() + relations
     }
 

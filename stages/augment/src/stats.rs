@@ -117,14 +117,14 @@ impl StatisticsBuilder {
         };
 
         // Each 4-gram counts once per document that contains it: shared when two or more do.
-        let (shared, total) = self
-            .four_grams
-            .values()
-            .fold((0u64, 0u64), |(shared, total), &documents| {
-                let documents = u64::from(documents);
-                let shared_here = if documents >= 2 { documents } else { 0 };
-                (shared + shared_here, total + documents)
-            });
+        let (shared, total) =
+            self.four_grams
+                .values()
+                .fold((0u64, 0u64), |(shared, total), &documents| {
+                    let documents = u64::from(documents);
+                    let shared_here = if documents >= 2 { documents } else { 0 };
+                    (shared + shared_here, total + documents)
+                });
         let self_repetition_4gram = if total == 0 {
             0.0
         } else {
@@ -174,6 +174,10 @@ fn hash_gram(gram: &[String]) -> u64 {
     hasher.finish()
 }
 
+/// The two highest counts of an n-gram over the documents, and the document with the highest:
+/// (highest, its document, second highest).
+type BestCounts<'a> = HashMap<&'a [String], (u32, usize, u32)>;
+
 /// N-gram counts of one document for orders 1 to 4.
 fn gram_counts(words: &[String]) -> [HashMap<&[String], u32>; ORDER] {
     std::array::from_fn(|i| {
@@ -193,9 +197,8 @@ pub fn self_bleu(documents: &[Vec<String>]) -> Option<f64> {
     }
     let counts: Vec<_> = documents.iter().map(|d| gram_counts(d)).collect();
 
-    // For each n-gram, its two highest counts over the documents and the document with the
-    // highest, so that the best count among the *other* documents is found without a scan.
-    let mut best: [HashMap<&[String], (u32, usize, u32)>; ORDER] = Default::default();
+    // The best count among the *other* documents is then found without a scan.
+    let mut best: [BestCounts; ORDER] = Default::default();
     for (document, orders) in counts.iter().enumerate() {
         for (order, grams) in orders.iter().enumerate() {
             for (&gram, &count) in grams {
@@ -225,7 +228,11 @@ pub fn self_bleu(documents: &[Vec<String>]) -> Option<f64> {
                 .sum();
             // Smoothing: a zero match count becomes 0.1, so that one order without a match
             // does not make the whole score zero.
-            let matched = if matched == 0 { 0.1 } else { f64::from(matched) };
+            let matched = if matched == 0 {
+                0.1
+            } else {
+                f64::from(matched)
+            };
             log_precision += (matched / f64::from(candidates.max(1))).ln() / ORDER as f64;
         }
         let length = documents[document].len();
@@ -265,7 +272,10 @@ mod tests {
 
     #[test]
     fn words_are_lowercase_alphanumeric_runs() {
-        assert_eq!(words("Mainz, 1440: the PRESS!"), ["mainz", "1440", "the", "press"]);
+        assert_eq!(
+            words("Mainz, 1440: the PRESS!"),
+            ["mainz", "1440", "the", "press"]
+        );
     }
 
     #[test]

@@ -125,15 +125,20 @@ fn parse_final_name(name: &str) -> Option<(&str, u32)> {
     Some((split, index.parse().ok()?))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn final_names_parse_back() {
-        assert_eq!(parse_final_name(&final_name("train", 3, 12)), Some(("train", 3)));
-        assert_eq!(parse_final_name("my-split-00001-of-00002.parquet"), Some(("my-split", 1)));
+        assert_eq!(
+            parse_final_name(&final_name("train", 3, 12)),
+            Some(("train", 3))
+        );
+        assert_eq!(
+            parse_final_name("my-split-00001-of-00002.parquet"),
+            Some(("my-split", 1))
+        );
         assert_eq!(parse_final_name("train-00001.parquet"), None);
         assert_eq!(parse_final_name("notes.txt"), None);
     }
@@ -144,13 +149,20 @@ mod tests {
         let data = dir.path().join("data");
         let staging = dir.path().join("shards");
         fs::create_dir_all(&data).unwrap();
-        for name in ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet", "README.txt"] {
+        for name in [
+            "train-00000-of-00002.parquet",
+            "train-00001-of-00002.parquet",
+            "README.txt",
+        ] {
             fs::write(data.join(name), name).unwrap();
         }
 
         assert_eq!(restage(&data, &staging).unwrap(), 2);
         let second = staging.join(super::super::writer::staged_name("train", 1));
-        assert_eq!(fs::read_to_string(second).unwrap(), "train-00001-of-00002.parquet");
+        assert_eq!(
+            fs::read_to_string(second).unwrap(),
+            "train-00001-of-00002.parquet"
+        );
         assert!(data.join("README.txt").exists());
         assert_eq!(restage(&data, &staging).unwrap(), 0);
         assert_eq!(restage(&dir.path().join("missing"), &staging).unwrap(), 0);
