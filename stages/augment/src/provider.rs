@@ -292,7 +292,8 @@ impl Provider {
             // waiting forever.
             let cap = NonZeroU32::new(self.config.tokens_per_minute.map_or(1, NonZeroU32::get))
                 .expect("non-zero");
-            // tokio's mutex is fair, so waiters are served first come, first served.
+            // NOTE: only the estimate is taken; the `usage` of the response is not reconciled
+            // with the limiter afterwards. tokio's mutex is fair, so waiters take turns in order.
             let _turn = self.token_queue.lock().await;
             let _ = tokens.until_n_ready(n.min(cap)).await;
         }
