@@ -30,8 +30,8 @@ run input="datasets/sample/articles.jsonl" out="out/sample-passages":
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
-# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, the local model.
-bench: bench-shards bench-bios bench-local
+# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, the augment HTTP client, the local model.
+bench: bench-shards bench-bios bench-augment bench-local
 
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
 bench-shards *args: setup
@@ -40,6 +40,15 @@ bench-shards *args: setup
 # Benchmark kenning bios against a plain Python generator and update BENCHMARKS.md; arguments go to bench/run_bios_bench.py.
 bench-bios *args: setup
     "{{python}}" bench/run_bios_bench.py {{args}}
+
+# Benchmark the augment HTTP client against Python's openai client on a loopback server and update BENCHMARKS.md; arguments go to bench/run_augment_bench.py.
+bench-augment *args: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! "{{python}}" -c "import openai" 2>/dev/null; then
+        "{{python}}" -m pip install --quiet --disable-pip-version-check openai
+    fi
+    "{{python}}" bench/run_augment_bench.py {{args}}
 
 # Benchmark the local model (prefill, decode, batch 8, peak RSS) against llama.cpp when
 # `just bench-local-llama` has built it; arguments go to bench/run_local_bench.py.

@@ -90,6 +90,9 @@ pub struct Engine {
     pub restart: bool,
     /// Draws progress bars on standard error when it is a terminal.
     pub progress: bool,
+    /// Continues a complete run with the same configuration instead of returning at once, so
+    /// that stages can add the records it lacks (augment's `--retry-failed`).
+    pub reopen_complete: bool,
 }
 
 impl Engine {
@@ -119,9 +122,14 @@ impl Engine {
         let paths = StatePaths::new(&self.output.dir);
         let recorded_config = self.recorded_config();
         let state = match paths.prepare(&fingerprinted(&recorded_config), self.restart)? {
+            Start::Complete(state) if self.reopen_complete => paths.reopen(state)?,
             Start::Complete(_) => return self.already_complete(&paths, &scan),
             Start::Fresh(state) | Start::Resume(state) => state,
         };
+        if !paths.finalize_plan.exists() {
+            // The shards of a reopened run go back to staging, where the sink finds them.
+            finalize::restage(&paths.dir.join("data"), &paths.state_dir.join("shards"))?;
+        }
         let rejects_path = write_rejects(&paths.dir, &scan.problems)?;
 
         let context = if paths.finalize_plan.exists() {

@@ -219,6 +219,15 @@ impl StatePaths {
     }
 
     /// Writes the run state atomically.
+    /// Marks a complete run as running again, so that it can be continued (augment's
+    /// `--retry-failed`). The engine then moves the shards back to staging before it streams.
+    pub fn reopen(&self, mut state: RunState) -> Result<RunState, ResumeError> {
+        state.status = Status::Running;
+        self.save(&state)?;
+        tracing::info!(dir = %self.dir.display(), "reopened a complete run to continue it");
+        Ok(state)
+    }
+
     pub fn save(&self, state: &RunState) -> Result<(), ResumeError> {
         let json = serde_json::to_vec_pretty(state).expect("run state always serializes");
         fsutil::write_atomic(&self.state_file, &json).map_err(|source| ResumeError::Io {

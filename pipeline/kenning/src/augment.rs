@@ -6,12 +6,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kenning_augment::builtin::{self, SPA_STRATEGIES};
+use kenning_augment::cache::CACHE_VERSION;
+use kenning_augment::cost::{ModelPrice, PriceTable};
+use kenning_augment::entigraph::{self, EntityGraph};
 use kenning_augment::outcome::Endpoint;
 use kenning_augment::provider::{ApiKey, Provider, ProviderConfig};
+use kenning_augment::report::{self, CorpusReport};
 use kenning_augment::retry::RetryPolicy;
-use kenning_augment::stage::{AugmentStage, Sampling};
+use kenning_augment::stage::{AugmentStage, EntityGraphSetup, Sampling};
+use kenning_augment::template::PromptTemplate;
+use kenning_pipeline::input::{self, Item};
 use kenning_pipeline::{Engine, RunSummary};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::cli::AugmentArgs;
 use crate::local::LocalBackend;
@@ -31,8 +37,94 @@ fn api_key(name: &str) -> Option<ApiKey> {
     })
 }
 
-/// Runs `kenning augment` with the given flags.
-pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
+/// The templates that `--strategies` names, split into rewrite templates and the entity graph.
+struct Chosen {
+    names: Vec<String>,
+    templates: Vec<PromptTemplate>,
+    entity_graph: Option<(
+        PromptTemplate,
+        Option<PromptTemplate>,
+        Option<PromptTemplate>,
+    )>,
+}
+
+/// Resolves `--strategies` against the available templates.
+fn choose_templates(
+    strategies: &[String],
+    all_templates: &BTreeMap<String, PromptTemplate>,
+) -> anyhow::Result<Chosen> {
+    let mut names: Vec<String> = Vec::new();
+    for name in strategies {
+        match name.as_str() {
+            "all" => names.extend(SPA_STRATEGIES.iter().map(|s| s.to_string())),
+            "entigraph" => {
+                names.extend([entigraph::PAIR.to_string(), entigraph::TRIPLE.to_string()])
+            }
+            _ => names.push(name.clone()),
+        }
+    }
+    names.dedup();
+
+    let find = |name: &str| {
+        all_templates.get(name).cloned().with_context(|| {
+            format!(
+                "unknown strategy `{name}`; available: {}, all, entigraph",
+                all_templates.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    };
+    let mut templates = Vec::new();
+    let (mut pair, mut triple) = (None, None);
+    for name in &names {
+        let template = find(name)?;
+        match name.as_str() {
+            entigraph::EXTRACT => {}
+            entigraph::PAIR => pair = Some(template),
+            entigraph::TRIPLE => triple = Some(template),
+            _ if template.group == "entigraph" => bail!(
+                "`{name}` is an entity-graph template, but only `relate_pair` and `relate_triple` \
+                 take part in the entity-graph generation"
+            ),
+            _ => templates.push(template),
+        }
+    }
+    let entity_graph = if pair.is_some() || triple.is_some() {
+        Some((find(entigraph::EXTRACT)?, pair, triple))
+    } else if names.iter().any(|n| n == entigraph::EXTRACT) {
+        bail!(
+            "`extract_entities` is the first step of the entity-graph generation and writes no rows \
+             by itself: name `relate_pair`, `relate_triple` or `entigraph` as well"
+        );
+    } else {
+        None
+    };
+    Ok(Chosen {
+        names,
+        templates,
+        entity_graph,
+    })
+}
+
+/// Counts the failures recorded in `path` (one line each); a missing file has none.
+fn count_failures(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0)
+}
+
+/// Counts the valid documents of the input, for the progress bar's total.
+fn count_documents(config: &kenning_pipeline::InputConfig) -> Option<u64> {
+    let documents = input::open(config).ok()?;
+    Some(
+        documents
+            .filter(|item| matches!(item, Ok(Item::Valid(_))))
+            .count() as u64,
+    )
+}
+
+/// Runs `kenning augment` with the given flags, and returns the run summary and the corpus
+/// report of the output folder.
+pub fn run(mut args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> {
     let local = match args.provider.as_str() {
         "openai" => false,
         "local" => true,
@@ -52,29 +144,7 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
     }
 
     let all_templates = builtin::templates(args.prompts.as_deref())?;
-    let mut names: Vec<String> = Vec::new();
-    for name in &args.strategies {
-        if name == "all" {
-            names.extend(SPA_STRATEGIES.iter().map(|s| s.to_string()));
-        } else {
-            names.push(name.clone());
-        }
-    }
-    let mut templates = Vec::new();
-    for name in &names {
-        let template = all_templates.get(name).with_context(|| {
-            format!(
-                "unknown strategy `{name}`; available: {}",
-                all_templates.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        if template.group == "entigraph" {
-            bail!(
-                "`{name}` belongs to the two-step entity-graph generation, which `kenning augment` does not run yet"
-            );
-        }
-        templates.push(template.clone());
-    }
+    let chosen = choose_templates(&args.strategies, &all_templates)?;
 
     let mut headers = BTreeMap::new();
     for header in &args.headers {
@@ -91,6 +161,20 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
         Some(model) => model.info().name.clone(),
         None => args.model.clone().unwrap_or_default(),
     };
+    let prices = PriceTable::load(args.prices.as_deref())?;
+    let price = if local {
+        // The embedded model costs nothing per token.
+        Some(ModelPrice {
+            input: 0.0,
+            cached_input: None,
+            output: 0.0,
+        })
+    } else {
+        prices.find(&model_name)
+    };
+    if price.is_none() {
+        tracing::info!(model = %model_name, "no price for this model in the price table; costs are left empty (pass --prices to add one)");
+    }
     let mut provider_config = ProviderConfig::new(&args.base_url, &model_name);
     provider_config.api_key = api_key(&args.api_key_env);
     provider_config.headers = headers;
@@ -132,7 +216,25 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
         seed: args.seed,
         stop: args.stop,
     };
-    // Headers and the key stay out of the recorded configuration: they may hold secrets.
+    let counts = EntityGraph {
+        pairs: args.entity_pairs,
+        triples: args.entity_triples,
+    };
+    // The templates' hashes and the cache version are part of the configuration, so an output
+    // folder made with other prompt text refuses to resume instead of mixing rows. Headers and
+    // the key stay out: they may hold secrets.
+    let prompts: BTreeMap<&str, &str> = chosen
+        .templates
+        .iter()
+        .chain(
+            chosen
+                .entity_graph
+                .iter()
+                .flat_map(|(e, p, t)| [Some(e), p.as_ref(), t.as_ref()])
+                .flatten(),
+        )
+        .map(|t| (t.name.as_str(), t.sha256.as_str()))
+        .collect();
     let recorded = json!({
         "input": input,
         "output": output,
@@ -146,51 +248,105 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<RunSummary> {
                 "max_batch": model.info().max_batch,
             })),
             "endpoint": if args.completions { "completions" } else { "chat" },
-            "strategies": names,
+            "strategies": chosen.names,
+            "prompts": prompts,
+            "cache_version": CACHE_VERSION,
             "k": args.k,
             "sampling": sampling,
             "keep_truncated": args.keep_truncated,
             "token_budget": args.token_budget,
+            "entity_graph": chosen.entity_graph.as_ref().map(|_| counts),
         }],
     });
+
     let failures = output.dir.join("failures.jsonl");
+    let reopen = args.retry_failed && count_failures(&failures) > 0;
+    let show_progress =
+        !args.output.run.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let documents = if show_progress {
+        count_documents(&input)
+    } else {
+        None
+    };
+    let entity_graph = chosen
+        .entity_graph
+        .map(|(extract, pair, triple)| EntityGraphSetup {
+            extract,
+            pair,
+            triple,
+            counts,
+            store: output.dir.join("entities.jsonl"),
+        });
     let stage = AugmentStage::new(
         provider,
-        templates,
+        chosen.templates,
         args.k,
         sampling,
-        failures,
+        failures.clone(),
         args.retry_failed,
     )
-    .with_token_budget(args.token_budget);
+    .with_token_budget(args.token_budget)
+    .with_price(price)
+    .with_progress(show_progress, documents)
+    .with_entity_graph(entity_graph);
 
     let engine = Engine {
         input,
         output,
         config: recorded,
         restart: args.output.run.restart,
-        progress: !args.output.run.no_progress,
+        // The stage draws its own bar, with request rates and cost.
+        progress: false,
+        reopen_complete: reopen,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let summary = runtime.block_on(engine.run(vec![Box::new(stage)]))?;
-    let failures = summary.out_dir.join("failures.jsonl");
-    if failures.exists()
-        && std::fs::metadata(&failures)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-    {
-        let count = std::fs::read_to_string(&failures)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
+
+    let corpus = corpus_report(&summary)?;
+    let count = count_failures(&failures);
+    if count > 0 {
         eprintln!(
             "{count} request(s) failed; see {}. They are not sent again when the same command is \
-             re-run: --retry-failed resends them when an interrupted run is resumed, and --restart \
-             starts the whole run again.",
-            Path::new(&failures).display()
+             re-run, unless --retry-failed is passed; --restart starts the whole run again.",
+            failures.display()
         );
     }
-    Ok(summary)
+    Ok((summary, corpus))
+}
+
+/// Returns the corpus report of the output folder, measuring the shards unless the manifest of
+/// a run that was already complete contains one.
+fn corpus_report(summary: &RunSummary) -> anyhow::Result<CorpusReport> {
+    if summary.already_complete {
+        let stored = std::fs::read(&summary.manifest_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|manifest| serde_json::from_value(manifest["corpus"].clone()).ok());
+        if let Some(report) = stored {
+            return Ok(report);
+        }
+    }
+    Ok(report::attach(&summary.out_dir)?)
+}
+
+/// Prints the corpus totals and statistics after the run summary.
+pub fn print(corpus: &CorpusReport) {
+    let statistics = &corpus.statistics;
+    let cost = corpus
+        .cost_usd
+        .map_or_else(|| "unknown".to_string(), |c| format!("${c:.4}"));
+    println!(
+        "  corpus:   {} prompt + {} completion tokens ({} cached), cost {cost}",
+        corpus.prompt_tokens, corpus.completion_tokens, corpus.cached_tokens
+    );
+    let self_bleu = statistics
+        .self_bleu
+        .map_or_else(|| "n/a".to_string(), |b| format!("{b:.3}"));
+    println!(
+        "  diversity: gzip ratio {:.2}, 4-gram repetition {:.3}, self-BLEU {self_bleu} ({} sampled)",
+        statistics.gzip_ratio, statistics.self_repetition_4gram, statistics.self_bleu_sample
+    );
 }

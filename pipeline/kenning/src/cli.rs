@@ -165,8 +165,23 @@ pub struct AugmentArgs {
 
     /// Prompt templates, comma-separated: key_concepts, mind_map, implications, critical_qa,
     /// case_study, discussion, teacher, rephrase, synthetic_qa, or `all` for the seven strategies.
+    /// `relate_pair`, `relate_triple` or `entigraph` (both) add the two-step entity-graph
+    /// generation: an entity extraction per document, then texts about entity pairs and triples.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub strategies: Vec<String>,
+
+    /// Entity pairs written about per document in the entity-graph generation.
+    #[arg(long, default_value_t = kenning_augment::entigraph::DEFAULT_PAIRS)]
+    pub entity_pairs: u32,
+
+    /// Entity triples written about per document in the entity-graph generation.
+    #[arg(long, default_value_t = kenning_augment::entigraph::DEFAULT_TRIPLES)]
+    pub entity_triples: u32,
+
+    /// Price table (TOML, US dollars per million tokens) whose models add to or replace the
+    /// shipped configs/prices.toml.
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
 
     /// Folder of extra prompt templates (*.toml), which may replace built-in ones.
     #[arg(long)]
@@ -225,8 +240,8 @@ pub struct AugmentArgs {
     #[arg(long, value_parser = parse_count)]
     pub token_budget: Option<u64>,
 
-    /// Send again the requests that an earlier, interrupted run recorded as failed. A completed
-    /// run reports "Nothing to do" even with this flag.
+    /// Send again the requests that an earlier run recorded as failed in failures.jsonl, also
+    /// when that run is complete. Stored rows are never sent again.
     #[arg(long)]
     pub retry_failed: bool,
 }

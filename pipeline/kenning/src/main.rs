@@ -46,7 +46,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let (config, options) = pipeline::config_from_file(args)?;
             summary::print(&pipeline::run(config, options)?);
         }
-        Command::Augment(args) => summary::print(&augment::run(*args)?),
+        Command::Augment(args) => {
+            let (summary, corpus) = augment::run(*args)?;
+            summary::print(&summary);
+            augment::print(&corpus);
+        }
         Command::Qa(args) => {
             let out = args.out.clone();
             qa::print(&qa::run(args)?, &out);

@@ -120,6 +120,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSum
         config: recorded,
         restart: options.restart,
         progress: !options.no_progress,
+        reopen_complete: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

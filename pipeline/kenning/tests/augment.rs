@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -17,10 +17,14 @@ const KENNING: &str = env!("CARGO_BIN_EXE_kenning");
 const CANARY: &str = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 /// A chat-completions server: responds to every request after `latency` with a text about the
-/// document, except for documents whose text contains `REJECT`, which get a 400.
+/// document, except for documents whose text contains `REJECT`, which get a 400 while
+/// `rejecting` is set. Entity-extraction requests get a JSON object with three entities of the
+/// document and one that is not in it.
 struct FakeServer {
     base_url: String,
     requests: Arc<AtomicUsize>,
+    rejecting: Arc<AtomicBool>,
+    prompts: Arc<Mutex<Vec<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -32,13 +36,17 @@ impl FakeServer {
             .build()
             .unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let rejecting = Arc::new(AtomicBool::new(true));
+        let prompts = Arc::new(Mutex::new(Vec::new()));
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let counter = requests.clone();
+        let (reject_switch, prompt_log) = (rejecting.clone(), prompts.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { break };
                 let counter = counter.clone();
+                let (reject_switch, prompt_log) = (reject_switch.clone(), prompt_log.clone());
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -67,12 +75,18 @@ impl FakeServer {
                     counter.fetch_add(1, Ordering::SeqCst);
                     let request: Value = serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap();
                     let prompt = request["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+                    let system = request["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+                    prompt_log.lock().unwrap().push(prompt.clone());
                     tokio::time::sleep(latency).await;
 
-                    let (status, body) = if prompt.contains("REJECT") {
+                    let (status, body) = if prompt.contains("REJECT") && reject_switch.load(Ordering::SeqCst) {
                         (400, json!({"error": {"message": "this document is not allowed"}}))
                     } else {
-                        let text = format!("A rewrite of a document of {} characters.", prompt.len());
+                        let text = if system.contains("You extract structured data") {
+                            json!({"summary": "A press in Mainz.", "entities": ["Mainz", "printing press", "1440", "Atlantis"]}).to_string()
+                        } else {
+                            format!("A rewrite of a document of {} characters.", prompt.len())
+                        };
                         (200, json!({
                             "model": "fake-model",
                             "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -92,6 +106,8 @@ impl FakeServer {
         Self {
             base_url,
             requests,
+            rejecting,
+            prompts,
             _runtime: runtime,
         }
     }
@@ -272,4 +288,186 @@ fn token_budget_stops_each_template_at_its_share() {
     let written = rows(&out);
     assert!((12..=14).contains(&written), "{written} rows");
     assert!(server.requests() < 30 * 4, "{} requests", server.requests());
+}
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Reads a string column of every shard of `out`, in shard order.
+fn column(out: &Path, name: &str) -> Vec<Option<String>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    let mut values = Vec::new();
+    for shard in manifest(out)["shards"].as_array().unwrap() {
+        let file = fs::File::open(out.join(shard["path"].as_str().unwrap())).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let strings = batch.column_by_name(name).unwrap().as_string::<i32>();
+            for row in 0..strings.len() {
+                values.push((!strings.is_null(row)).then(|| strings.value(row).to_string()));
+            }
+        }
+    }
+    values
+}
+
+#[test]
+fn retry_failed_completes_a_finished_run() {
+    let server = FakeServer::start(Duration::from_millis(1));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 3, &[1]);
+    let out = dir.path().join("out");
+
+    run(augment_command(&server, &input, &out, &[]));
+    assert_eq!(rows(&out), 8);
+    assert_eq!(server.requests(), 12);
+
+    // The server now accepts document 1: only its 4 failed requests are sent again.
+    server.rejecting.store(false, Ordering::SeqCst);
+    let retry = run(augment_command(&server, &input, &out, &["--retry-failed"]));
+    assert_eq!(server.requests(), 16);
+    assert_eq!(rows(&out), 12);
+    let keys: std::collections::HashSet<_> = column(&out, "request_key").into_iter().collect();
+    assert_eq!(keys.len(), 12, "every request key is stored once");
+    let failures = fs::read_to_string(out.join("failures.jsonl")).unwrap();
+    assert!(failures.trim().is_empty(), "{failures}");
+    assert!(
+        !String::from_utf8_lossy(&retry.stderr).contains("request(s) failed"),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    let card = fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("Over all 12 rows"), "{card}");
+
+    // Nothing is left to retry.
+    let again = run(augment_command(&server, &input, &out, &["--retry-failed"]));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
+    assert_eq!(server.requests(), 16);
+}
+
+#[test]
+fn costs_and_corpus_statistics_reach_manifest_and_card() {
+    let server = FakeServer::start(Duration::from_millis(1));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 3, &[]);
+    let out = dir.path().join("out");
+    let prices = dir.path().join("prices.toml");
+    fs::write(&prices, "[\"fake-model\"]\ninput = 1.0\noutput = 2.0\n").unwrap();
+
+    let output = run(augment_command(
+        &server,
+        &input,
+        &out,
+        &["--prices", prices.to_str().unwrap()],
+    ));
+
+    // 12 rows of 50 prompt tokens at $1 and 9 completion tokens at $2 per million.
+    let expected_cost = 12.0 * (50.0 * 1.0 + 9.0 * 2.0) / 1e6;
+    let corpus = &manifest(&out)["corpus"];
+    assert_eq!(corpus["rows"], 12);
+    assert_eq!(corpus["prompt_tokens"], 600);
+    assert_eq!(corpus["completion_tokens"], 108);
+    assert_eq!(corpus["cached_tokens"], 0);
+    assert!((corpus["cost_usd"].as_f64().unwrap() - expected_cost).abs() < 1e-12);
+    let statistics = &corpus["statistics"];
+    assert!(
+        statistics["gzip_ratio"].as_f64().unwrap() > 1.0,
+        "{statistics}"
+    );
+    // The fake texts differ only in a number, so most 4-grams are shared.
+    assert!(
+        statistics["self_repetition_4gram"].as_f64().unwrap() > 0.5,
+        "{statistics}"
+    );
+    assert_eq!(statistics["self_bleu_sample"], 12);
+    assert!(manifest(&out)["usage"]["cost_usd"].as_f64().unwrap() > 0.0);
+
+    let card = fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("## Corpus statistics"), "{card}");
+    assert!(card.contains("$0.0008"), "{card}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("cost $0.0008"), "{stdout}");
+    assert!(stdout.contains("self-BLEU"), "{stdout}");
+}
+
+#[test]
+fn entity_graph_relates_extracted_entities() {
+    let server = FakeServer::start(Duration::from_millis(1));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 3, &[]);
+    let out = dir.path().join("out");
+    // The rewrite strategies of `augment_command` (implications, key_concepts, 2 samples) run
+    // beside the entity graph.
+    let command = |server: &FakeServer| {
+        augment_command(
+            server,
+            &input,
+            &out,
+            &[
+                "--strategies",
+                "entigraph",
+                "--entity-pairs",
+                "2",
+                "--entity-triples",
+                "5",
+            ],
+        )
+    };
+
+    run(command(&server));
+    // Per document: 4 rewrites, one extraction, then 2 samples of 2 of the 3 pairs and of the
+    // only triple of the three entities that occur in the document ("Atlantis" does not).
+    assert_eq!(server.requests(), 3 * (4 + 1 + 6));
+    assert_eq!(rows(&out), 3 * (4 + 6));
+    let extractions = fs::read_to_string(out.join("entities.jsonl")).unwrap();
+    assert_eq!(extractions.lines().count(), 3, "{extractions}");
+    assert!(!extractions.contains("Atlantis"));
+
+    let entities = column(&out, "entities");
+    assert_eq!(entities.iter().filter(|e| e.is_none()).count(), 12);
+    let entities: Vec<String> = entities.into_iter().flatten().collect();
+    assert_eq!(
+        entities
+            .iter()
+            .filter(|e| e.matches("; ").count() == 1)
+            .count(),
+        12
+    );
+    assert_eq!(
+        entities
+            .iter()
+            .filter(|e| e.as_str() == "Mainz; printing press; 1440")
+            .count(),
+        6
+    );
+    let prompts = server.prompts.lock().unwrap().clone();
+    let relation_prompts: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.contains("Entities: "))
+        .collect();
+    assert_eq!(relation_prompts.len(), 18);
+    for prompt in relation_prompts {
+        assert!(
+            prompt.contains("Summary of the document: A press in Mainz."),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("printing press in Mainz around 1440"),
+            "{prompt}"
+        );
+    }
+
+    // A second run sends nothing: the rows are stored and the entities are read back.
+    let second = run(command(&server));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("Nothing to do"));
+    assert_eq!(server.requests(), 33);
 }

@@ -16,8 +16,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::backend::{Backend, BackendError};
+use crate::cooldown::Cooldown;
 use crate::outcome::{self, Completion, Endpoint, Outcome};
-use crate::retry::{self, Cooldown, Decision, Failure, RetryPolicy};
+use crate::retry::{self, Decision, Failure, RetryPolicy};
 
 /// Default request timeout: long enough for a few thousand generated tokens.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -112,6 +113,9 @@ pub struct Provider {
     cooldown: Cooldown,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
+    /// Makes requests take tokens in arrival order: without it, small requests take the tokens
+    /// as they accrue and a large request waits until the small ones run out.
+    token_queue: tokio::sync::Mutex<()>,
     jitter_state: std::sync::atomic::AtomicU64,
     /// An in-process generator that replaces the HTTP server.
     backend: Option<Arc<dyn Backend>>,
@@ -168,6 +172,7 @@ impl Provider {
             tokens: config
                 .tokens_per_minute
                 .map(|n| RateLimiter::direct(smooth_quota(n))),
+            token_queue: tokio::sync::Mutex::new(()),
             jitter_state: std::sync::atomic::AtomicU64::new(
                 SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -199,11 +204,16 @@ impl Provider {
             .expect("the semaphore is never closed");
 
         let mut attempt = 0;
+        // Rate-limited attempts made within the patience do not count against `max_attempts`.
+        let mut forgiven = 0;
         loop {
             attempt += 1;
             self.wait_for_turn(estimated_tokens).await;
 
-            let (failure, server_wait, detail) = match self.send(&body).await {
+            let sent = self.send(&body).await;
+            self.cooldown
+                .observe(matches!(sent, Err((Failure::Status(429), _, _))));
+            let (failure, server_wait, detail) = match sent {
                 Ok(completion) => {
                     match outcome::classify(&completion, self.config.keep_truncated) {
                         Outcome::Complete => {
@@ -254,9 +264,19 @@ impl Provider {
                     Instant::now(),
                     pause.min(self.config.retry.retry_after_ceiling),
                 );
+                if self
+                    .cooldown
+                    .patient(Instant::now(), self.config.retry.rate_limit_patience)
+                {
+                    forgiven += 1;
+                }
             }
             let jitter = self.jitter();
-            let Some(delay) = self.config.retry.delay(attempt, jitter, server_wait) else {
+            let Some(delay) = self
+                .config
+                .retry
+                .delay(attempt - forgiven, jitter, server_wait)
+            else {
                 return Err(failed(&reason(&failure), status, attempt, &detail));
             };
             tracing::debug!(attempt, failure = %reason(&failure), delay_ms = delay.as_millis() as u64, "retrying request");
@@ -278,13 +298,7 @@ impl Provider {
 
     /// Waits for the shared cooldown and both rate limits.
     async fn wait_for_turn(&self, estimated_tokens: u32) {
-        loop {
-            let pause = self.cooldown.remaining(Instant::now());
-            if pause.is_zero() {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-        }
+        self.cooldown.wait(self.config.timeout).await;
         if let Some(requests) = &self.requests {
             requests.until_ready().await;
         }
@@ -293,6 +307,9 @@ impl Provider {
             // waiting forever.
             let cap = NonZeroU32::new(self.config.tokens_per_minute.map_or(1, NonZeroU32::get))
                 .expect("non-zero");
+            // NOTE: only the estimate is taken; the `usage` of the response is not reconciled
+            // with the limiter afterwards. tokio's mutex is fair, so waiters take turns in order.
+            let _turn = self.token_queue.lock().await;
             let _ = tokens.until_n_ready(n.min(cap)).await;
         }
     }

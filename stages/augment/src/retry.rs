@@ -1,10 +1,8 @@
 //! The retry policy of LLM requests, owned in one place. It decides which failures are retried
 //! and how long to wait: exponential backoff with full jitter, or the server's `Retry-After`.
-//! A shared cooldown makes a burst of 429s pause every request once, instead of each request
-//! spending its own retries.
+//! The shared pause after a 429 is in [`crate::cooldown`].
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Default number of attempts of one request, the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
@@ -79,6 +77,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     pub max_delay: Duration,
     pub retry_after_ceiling: Duration,
+    /// How long a stream of 429s may last before its attempts count against `max_attempts`.
+    pub rate_limit_patience: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -88,6 +88,7 @@ impl Default for RetryPolicy {
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
             retry_after_ceiling: DEFAULT_RETRY_AFTER_CEILING,
+            rate_limit_patience: crate::cooldown::DEFAULT_RATE_LIMIT_PATIENCE,
         }
     }
 }
@@ -111,36 +112,6 @@ impl RetryPolicy {
             .saturating_mul(1u32 << exponent)
             .min(self.max_delay);
         Some(bound.mul_f64(jitter.clamp(0.0, 1.0)))
-    }
-}
-
-/// A pause shared by every request to one provider: after a 429, no request is sent before
-/// the cooldown ends.
-#[derive(Debug, Default)]
-pub struct Cooldown {
-    until: Mutex<Option<Instant>>,
-}
-
-impl Cooldown {
-    /// Extends the pause to at least `now + wait`.
-    pub fn extend(&self, now: Instant, wait: Duration) {
-        let mut until = self
-            .until
-            .lock()
-            .expect("the cooldown lock is never poisoned");
-        let end = now + wait;
-        if until.is_none_or(|current| current < end) {
-            *until = Some(end);
-        }
-    }
-
-    /// Returns how long a request must still wait at `now`.
-    pub fn remaining(&self, now: Instant) -> Duration {
-        let until = self
-            .until
-            .lock()
-            .expect("the cooldown lock is never poisoned");
-        until.map_or(Duration::ZERO, |end| end.saturating_duration_since(now))
     }
 }
 
@@ -219,20 +190,6 @@ mod tests {
         assert_eq!(
             capped.delay(2, 0.5, Some(Duration::from_secs(9999))),
             Some(DEFAULT_RETRY_AFTER_CEILING)
-        );
-    }
-
-    #[test]
-    fn cooldown_keeps_the_latest_end() {
-        let cooldown = Cooldown::default();
-        let now = Instant::now();
-        assert_eq!(cooldown.remaining(now), Duration::ZERO);
-        cooldown.extend(now, Duration::from_secs(5));
-        cooldown.extend(now, Duration::from_secs(2));
-        assert_eq!(cooldown.remaining(now), Duration::from_secs(5));
-        assert_eq!(
-            cooldown.remaining(now + Duration::from_secs(6)),
-            Duration::ZERO
         );
     }
 }

@@ -69,11 +69,23 @@ struct Server {
 
 impl Server {
     async fn start(script: Vec<Reply>, fallback: Reply) -> Self {
+        let script = Mutex::new(VecDeque::from(script));
+        Self::start_with(move || {
+            script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| fallback.clone())
+        })
+        .await
+    }
+
+    /// Starts a server that replies to each connection with what `next` returns.
+    async fn start_with(next: impl Fn() -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let authorization = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::from(script)));
         {
             let requests = requests.clone();
             let authorization = authorization.clone();
@@ -82,11 +94,7 @@ impl Server {
                     let Ok((stream, _)) = listener.accept().await else {
                         break;
                     };
-                    let reply = script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or_else(|| fallback.clone());
+                    let reply = next();
                     let requests = requests.clone();
                     let authorization = authorization.clone();
                     tokio::spawn(async move {
@@ -190,6 +198,7 @@ fn config(server: &Server) -> ProviderConfig {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         retry_after_ceiling: Duration::from_secs(5),
+        rate_limit_patience: Duration::from_secs(60),
     };
     config
 }
@@ -390,6 +399,51 @@ async fn burst_of_429_is_survived_with_shared_cooldown() {
         assert!(success.attempts <= 3, "{} attempts", success.attempts);
     }
     assert!(server.requests() <= 300, "{} requests", server.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_of_429_delays_but_fails_nothing() {
+    // For 30 s every request gets a 429 asking for a 1 s pause; then the server accepts all.
+    let started = Instant::now();
+    let server = Server::start_with(move || {
+        if started.elapsed() < Duration::from_secs(30) {
+            status(
+                429,
+                &[("retry-after", "1")],
+                r#"{"error": {"message": "Rate limit reached"}}"#,
+            )
+        } else {
+            ok("fine")
+        }
+    })
+    .await;
+    let mut settings = config(&server);
+    settings.concurrency = 100;
+    let provider = Arc::new(Provider::new(settings).unwrap());
+
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.complete(&request(), 100).await })
+        })
+        .collect();
+    let mut attempts = 0;
+    for task in tasks {
+        let success = task
+            .await
+            .unwrap()
+            .expect("every request succeeds once the stream of 429s ends");
+        assert_eq!(success.completion.text, "fine");
+        attempts += success.attempts as usize;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(30));
+
+    // At most 100 requests in the first wave (those that start after the first 429 wait),
+    // about one probe per second of the stream, then the 100 that succeed. Without the shared cooldown each of the 100 requests would retry
+    // every second: about 3,000 requests, and every one would fail after 4 attempts.
+    let requests = server.requests();
+    assert_eq!(attempts, requests, "every attempt reached the server once");
+    assert!(requests <= 100 + 40 + 100, "{requests} requests");
 }
 
 #[tokio::test]

@@ -83,3 +83,88 @@ pub fn complete_moves(moves: &[PlannedMove]) -> Result<Vec<FinishedShard>, SinkE
     }
     Ok(moves.iter().map(|m| m.shard.clone()).collect())
 }
+
+/// Moves the shards of a finished run from `data_dir` back to `shards_dir` under their staging
+/// names, so that the run can be continued and finalized again. Returns how many were moved.
+///
+/// Each move is a rename, so a crash part-way leaves every shard under one of its two names,
+/// and calling this again completes the moves.
+pub fn restage(data_dir: &Path, shards_dir: &Path) -> Result<usize, SinkError> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SinkError::Io { path, source }
+    };
+    if !data_dir.is_dir() {
+        return Ok(0);
+    }
+    fs::create_dir_all(shards_dir).map_err(io_error(shards_dir))?;
+
+    let mut moved = 0;
+    for entry in fs::read_dir(data_dir).map_err(io_error(data_dir))? {
+        let path = entry.map_err(io_error(data_dir))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some((split, index)) = parse_final_name(&name) else {
+            continue;
+        };
+        let to = shards_dir.join(super::writer::staged_name(split, index));
+        fs::rename(&path, &to).map_err(io_error(&to))?;
+        moved += 1;
+    }
+    if moved > 0 {
+        fsutil::sync_parent(&shards_dir.join("x")).map_err(io_error(shards_dir))?;
+    }
+    Ok(moved)
+}
+
+/// Reads `{split}-{index:05}-of-{count:05}.parquet` into its split and index.
+fn parse_final_name(name: &str) -> Option<(&str, u32)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let (front, count) = stem.rsplit_once("-of-")?;
+    count.parse::<u32>().ok()?;
+    let (split, index) = front.rsplit_once('-')?;
+    Some((split, index.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_names_parse_back() {
+        assert_eq!(
+            parse_final_name(&final_name("train", 3, 12)),
+            Some(("train", 3))
+        );
+        assert_eq!(
+            parse_final_name("my-split-00001-of-00002.parquet"),
+            Some(("my-split", 1))
+        );
+        assert_eq!(parse_final_name("train-00001.parquet"), None);
+        assert_eq!(parse_final_name("notes.txt"), None);
+    }
+
+    #[test]
+    fn restage_moves_shards_back_to_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let staging = dir.path().join("shards");
+        fs::create_dir_all(&data).unwrap();
+        for name in [
+            "train-00000-of-00002.parquet",
+            "train-00001-of-00002.parquet",
+            "README.txt",
+        ] {
+            fs::write(data.join(name), name).unwrap();
+        }
+
+        assert_eq!(restage(&data, &staging).unwrap(), 2);
+        let second = staging.join(super::super::writer::staged_name("train", 1));
+        assert_eq!(
+            fs::read_to_string(second).unwrap(),
+            "train-00001-of-00002.parquet"
+        );
+        assert!(data.join("README.txt").exists());
+        assert_eq!(restage(&data, &staging).unwrap(), 0);
+        assert_eq!(restage(&dir.path().join("missing"), &staging).unwrap(), 0);
+    }
+}
