@@ -18,6 +18,8 @@ const SYSTEM: &str = "Answer the question with a short phrase, without explanati
 /// One question with its accepted answers.
 #[derive(Clone, Debug)]
 pub struct Question {
+    /// Index of the passage in the file.
+    pub passage: usize,
     pub title: String,
     pub question: String,
     pub answers: Vec<String>,
@@ -75,7 +77,7 @@ pub fn run(args: QaArgs) -> anyhow::Result<QaSummary> {
 
     let passages = questions
         .iter()
-        .map(|q| q.title.as_str())
+        .map(|q| q.passage)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let n = questions.len() as f64;
@@ -202,6 +204,7 @@ pub fn read_questions(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<
                 continue;
             }
             out.push(Question {
+                passage: p,
                 title: title.clone(),
                 question: question.to_string(),
                 answers,

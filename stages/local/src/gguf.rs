@@ -144,6 +144,25 @@ impl GgufFile {
             .collect()
     }
 
+    /// Returns every metadata entry, sorted by key.
+    pub fn metadata_entries(&self) -> Vec<(&str, &Value)> {
+        let mut entries: Vec<(&str, &Value)> = self
+            .content
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        entries.sort_by_key(|(k, _)| *k);
+        entries
+    }
+
+    /// Returns every tensor name, sorted.
+    pub fn tensor_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }

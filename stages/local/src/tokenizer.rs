@@ -140,6 +140,11 @@ impl GgufTokenizer {
         encode(&self.markup, text)
     }
 
+    /// Returns the tokenizer that reads every text as plain text, for training on documents.
+    pub fn plain(&self) -> &Tokenizer {
+        &self.plain
+    }
+
     /// Decodes generated ids, leaving control tokens out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.markup
