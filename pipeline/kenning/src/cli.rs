@@ -36,6 +36,10 @@ pub enum Command {
     Mix(MixArgs),
     /// Rewrite documents with an LLM using learning-strategy prompts (SPA).
     Augment(AugmentArgs),
+    /// Train a llama-style decoder on Parquet shards with candle.
+    Train(crate::train::TrainArgs),
+    /// Run an experiment from experiments/ and write a markdown report with plots.
+    Experiment(crate::train::ExperimentArgs),
 }
 
 #[derive(Debug, Args)]

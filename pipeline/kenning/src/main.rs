@@ -6,6 +6,7 @@ mod cli;
 mod mix;
 mod pipeline;
 mod summary;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
         Command::Run(args) => pipeline::config_from_file(args)
             .and_then(|(config, options)| pipeline::run(config, options)),
         Command::Augment(args) => augment::run(args),
+        Command::Train(args) => return report_exit(train::run_train(args)),
+        Command::Experiment(args) => return report_exit(train::run_experiment(args)),
         Command::Mix(args) => {
             return match mix::run(args) {
                 Ok(summary) => {
@@ -62,6 +65,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Returns the exit code of a command that printed its own summary.
+fn report_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.
 fn init_logging(quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
@@ -71,7 +85,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     let default = format!(
-        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},warn"
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},kenning_train={level},warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
