@@ -28,8 +28,8 @@ run input="datasets/sample/articles.jsonl" out="out/sample-passages":
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
-# Run every benchmark and update BENCHMARKS.md: the shard writer, then kenning bios.
-bench: bench-shards bench-bios
+# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, then training.
+bench: bench-shards bench-bios bench-train
 
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
 bench-shards *args: setup
@@ -38,3 +38,7 @@ bench-shards *args: setup
 # Benchmark kenning bios against a plain Python generator and update BENCHMARKS.md; arguments go to bench/run_bios_bench.py.
 bench-bios *args: setup
     "{{python}}" bench/run_bios_bench.py {{args}}
+
+# Benchmark training tokens/s of kenning-train against PyTorch on CPU and update BENCHMARKS.md; installs torch (about 5 GB) into .venv-bench-train on first use; arguments go to bench/run_train_bench.py.
+bench-train *args: setup
+    "{{python}}" bench/run_train_bench.py {{args}}

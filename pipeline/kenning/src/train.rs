@@ -70,14 +70,24 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let report = &trained.report;
     println!(
         "Trained {} parameters for {} steps ({:.2} epochs, {} tokens) at {:.0} tokens/s.",
-        report.parameters, report.steps, report.epochs, report.tokens_seen, report.tokens_per_second
+        report.parameters,
+        report.steps,
+        report.epochs,
+        report.tokens_seen,
+        report.tokens_per_second
     );
     match report.final_val_loss {
-        Some(val) => println!("  final loss {:.4}, validation loss {val:.4}", report.final_loss),
+        Some(val) => println!(
+            "  final loss {:.4}, validation loss {val:.4}",
+            report.final_loss
+        ),
         None => println!("  final loss {:.4}", report.final_loss),
     }
     println!("  run:   {}", report.run_dir.display());
-    println!("  model: {}", report.run_dir.join("model.safetensors").display());
+    println!(
+        "  model: {}",
+        report.run_dir.join("model.safetensors").display()
+    );
     Ok(())
 }
 
@@ -123,8 +133,8 @@ pub fn run_experiment(args: ExperimentArgs) -> anyhow::Result<()> {
 }
 
 fn pin_threads(threads: Option<usize>) {
-    let threads = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // SAFETY: the train and experiment commands call this first, before they start any thread.
     unsafe { kenning_train::pin_thread_count(threads) };
 }

@@ -127,7 +127,9 @@ impl TrainConfig {
             )));
         }
         if self.data.seq_len == 0 {
-            return Err(TrainError::Config("data.seq_len must be greater than 0".into()));
+            return Err(TrainError::Config(
+                "data.seq_len must be greater than 0".into(),
+            ));
         }
         if self.data.seq_len > self.model.max_seq_len {
             return Err(TrainError::Config(format!(
@@ -136,7 +138,9 @@ impl TrainConfig {
             )));
         }
         if self.log_every == 0 {
-            return Err(TrainError::Config("log_every must be greater than 0".into()));
+            return Err(TrainError::Config(
+                "log_every must be greater than 0".into(),
+            ));
         }
         Ok(())
     }

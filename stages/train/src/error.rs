@@ -7,9 +7,13 @@ use std::path::PathBuf;
 pub enum TrainError {
     #[error("invalid training setting: {0}")]
     Config(String),
-    #[error("cannot read config file {path}: {message}. Fix the file or leave --config out to use the defaults")]
+    #[error(
+        "cannot read config file {path}: {message}. Fix the file or leave --config out to use the defaults"
+    )]
     ConfigFile { path: PathBuf, message: String },
-    #[error("no Parquet shards found under {path}: expected DIR/data/*.parquet or *.parquet files in DIR")]
+    #[error(
+        "no Parquet shards found under {path}: expected DIR/data/*.parquet or *.parquet files in DIR"
+    )]
     NoShards { path: PathBuf },
     #[error("cannot read shard {path}: {message}")]
     Shard { path: PathBuf, message: String },
@@ -31,7 +35,9 @@ pub enum TrainError {
     Tokenizer(String),
     #[error("model weight `{name}`: {message}")]
     Weight { name: String, message: String },
-    #[error("checkpoint {path}: {message}. Delete the run directory or pass a fresh --out to start again")]
+    #[error(
+        "checkpoint {path}: {message}. Delete the run directory or pass a fresh --out to start again"
+    )]
     Checkpoint { path: PathBuf, message: String },
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -54,7 +60,10 @@ pub enum TrainError {
 
 impl TrainError {
     /// Wraps an I/O error with the action and the path it concerns.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             action,

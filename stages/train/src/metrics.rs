@@ -39,7 +39,9 @@ impl MetricsLog {
                 match parse_row(line) {
                     Some(row) if row.step <= limit => rows.push(row),
                     Some(_) => {}
-                    None => tracing::warn!(path = %path.display(), line, "skipped a malformed metrics row"),
+                    None => {
+                        tracing::warn!(path = %path.display(), line, "skipped a malformed metrics row")
+                    }
                 }
             }
         }

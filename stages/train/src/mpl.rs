@@ -211,7 +211,11 @@ fn levenberg_marquardt<const N: usize>(
 ) -> ([f64; N], f64) {
     let cost_of = |r: &[f64]| -> f64 {
         let cost: f64 = r.iter().map(|x| x * x).sum();
-        if cost.is_finite() { cost } else { f64::INFINITY }
+        if cost.is_finite() {
+            cost
+        } else {
+            f64::INFINITY
+        }
     };
     let mut x = start;
     let mut r = residuals(&x);

@@ -46,7 +46,10 @@ impl OptimConfig {
     /// Checks the ranges of every setting.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(TrainError::Config(format!("optim.lr {} must be positive", self.lr)));
+            return Err(TrainError::Config(format!(
+                "optim.lr {} must be positive",
+                self.lr
+            )));
         }
         for (name, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&value) {
@@ -99,7 +102,12 @@ impl AdamW {
 
     /// Applies one update with learning rate `lr` to every weight that has a gradient in
     /// `grads`. Gradients must already be averaged and clipped.
-    pub fn step(&mut self, vars: &[(String, &Var)], grads: &HashMap<String, Tensor>, lr: f64) -> Result<()> {
+    pub fn step(
+        &mut self,
+        vars: &[(String, &Var)],
+        grads: &HashMap<String, Tensor>,
+        lr: f64,
+    ) -> Result<()> {
         self.steps += 1;
         let c = &self.config;
         let correction1 = 1.0 - c.beta1.powi(self.steps as i32);
@@ -148,10 +156,12 @@ impl AdamW {
             let Some(name) = key.strip_prefix("m.") else {
                 continue;
             };
-            let v = tensors.get(&format!("v.{name}")).ok_or_else(|| TrainError::Weight {
-                name: format!("v.{name}"),
-                message: "second moment missing from the optimizer state".into(),
-            })?;
+            let v = tensors
+                .get(&format!("v.{name}"))
+                .ok_or_else(|| TrainError::Weight {
+                    name: format!("v.{name}"),
+                    message: "second moment missing from the optimizer state".into(),
+                })?;
             self.moments.insert(
                 name.to_string(),
                 Moments {
@@ -170,7 +180,11 @@ impl AdamW {
 pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
     let mut total = 0.0;
     for grad in grads.values() {
-        total += grad.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        total += grad
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
     }
     let norm = total.sqrt();
     if max_norm > 0.0 && norm > max_norm {

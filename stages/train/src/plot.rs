@@ -34,8 +34,18 @@ pub struct Series {
 /// `series_color`. Non-finite points are skipped.
 pub fn line_plot(path: &Path, series: &[Series]) -> Result<()> {
     let mut canvas = Canvas::new();
-    let points = || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let (mut x_min, mut x_max, mut y_min, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let points = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+    };
+    let (mut x_min, mut x_max, mut y_min, mut y_max) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in points() {
         x_min = x_min.min(x);
         x_max = x_max.max(x);
@@ -63,8 +73,16 @@ pub fn line_plot(path: &Path, series: &[Series]) -> Result<()> {
     for i in 0..=4 {
         let gy = TOP as f64 + plot_h * i as f64 / 4.0;
         let gx = LEFT as f64 + plot_w * i as f64 / 4.0;
-        canvas.line((LEFT as f64, gy), ((WIDTH - RIGHT) as f64, gy), [225, 225, 225]);
-        canvas.line((gx, TOP as f64), (gx, (HEIGHT - BOTTOM) as f64), [225, 225, 225]);
+        canvas.line(
+            (LEFT as f64, gy),
+            ((WIDTH - RIGHT) as f64, gy),
+            [225, 225, 225],
+        );
+        canvas.line(
+            (gx, TOP as f64),
+            (gx, (HEIGHT - BOTTOM) as f64),
+            [225, 225, 225],
+        );
     }
     let origin = (LEFT as f64, (HEIGHT - BOTTOM) as f64);
     canvas.line(origin, ((WIDTH - RIGHT) as f64, origin.1), [0, 0, 0]);
@@ -73,7 +91,11 @@ pub fn line_plot(path: &Path, series: &[Series]) -> Result<()> {
     for (index, s) in series.iter().enumerate() {
         let color = series_color(index);
         let mut previous: Option<(f64, f64)> = None;
-        for &(x, y) in s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        for &(x, y) in s
+            .points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+        {
             let p = to_pixel(x, y);
             match previous {
                 Some(q) => canvas.line(q, p, color),
@@ -87,7 +109,11 @@ pub fn line_plot(path: &Path, series: &[Series]) -> Result<()> {
     canvas.text(2, HEIGHT - BOTTOM - 5, &label(y_min));
     canvas.text(LEFT, HEIGHT - BOTTOM + 8, &label(x_min));
     let x_label = label(x_max);
-    canvas.text(WIDTH - RIGHT - x_label.len() * 8, HEIGHT - BOTTOM + 8, &x_label);
+    canvas.text(
+        WIDTH - RIGHT - x_label.len() * 8,
+        HEIGHT - BOTTOM + 8,
+        &x_label,
+    );
     canvas.write(path)
 }
 

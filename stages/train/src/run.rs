@@ -105,7 +105,8 @@ pub fn train(
         tokenizer
     };
     tokenizer.save(&tokenizer_path)?;
-    std::fs::write(&config_path, config.to_toml()).map_err(TrainError::io("write", &config_path))?;
+    std::fs::write(&config_path, config.to_toml())
+        .map_err(TrainError::io("write", &config_path))?;
 
     let encoded = tokenizer.encode_all(&corpus.documents)?;
     let documents = encoded.len();

@@ -168,8 +168,8 @@ fn decay(
     min_ratio: f64,
     exponent: f64,
 ) -> f64 {
-    let decay_steps = ((fraction * total as f64).round() as u64)
-        .clamp(1, total.saturating_sub(warmup).max(1));
+    let decay_steps =
+        ((fraction * total as f64).round() as u64).clamp(1, total.saturating_sub(warmup).max(1));
     let start = total.saturating_sub(decay_steps);
     if step < start {
         return peak;

@@ -3,14 +3,14 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::processors::PostProcessorWrapper;
-use tokenizers::decoders::DecoderWrapper;
-use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
 use crate::error::{Result, TrainError};
@@ -80,13 +80,13 @@ impl TextTokenizer {
             PostProcessorWrapper,
             DecoderWrapper,
         >::new()
-            .with_model(BPE::default().into())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(byte_level.into()))
-            .with_post_processor(None)
-            .with_decoder(Some(ByteLevelDecoder::default().into()))
-            .build()
-            .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+        .with_model(BPE::default().into())
+        .with_normalizer(None)
+        .with_pre_tokenizer(Some(byte_level.into()))
+        .with_post_processor(None)
+        .with_decoder(Some(ByteLevelDecoder::default().into()))
+        .build()
+        .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
         tokenizer
             .train(&mut trainer, documents)
             .map_err(|e| TrainError::Tokenizer(format!("training failed: {e}")))?;
@@ -95,9 +95,8 @@ impl TextTokenizer {
 
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn load(path: &Path, eos_token: &str) -> Result<Self> {
-        let inner = Tokenizer::from_file(path).map_err(|e| {
-            TrainError::Tokenizer(format!("cannot load {}: {e}", path.display()))
-        })?;
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| TrainError::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
         Self::from_tokenizer(inner, eos_token)
     }
 

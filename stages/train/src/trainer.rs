@@ -104,7 +104,8 @@ impl Trainer {
 
     /// Returns epochs completed after `steps` steps.
     pub fn epochs_after(&self, steps: u64) -> f64 {
-        let sequences = steps * (self.config.optim.batch_size * self.config.optim.grad_accum) as u64;
+        let sequences =
+            steps * (self.config.optim.batch_size * self.config.optim.grad_accum) as u64;
         sequences as f64 / self.data.sequences_per_epoch() as f64
     }
 

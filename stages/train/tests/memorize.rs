@@ -62,16 +62,29 @@ fn model_memorizes_fifty_biographies() {
     };
     let started = std::time::Instant::now();
     let trained = train(&config, &corpus, &dir.path().join("run"), None).unwrap();
-    eprintln!("training took {:?}, {:.0} tokens/s, {} steps", started.elapsed(), trained.report.tokens_per_second, trained.report.steps);
+    eprintln!(
+        "training took {:?}, {:.0} tokens/s, {} steps",
+        started.elapsed(),
+        trained.report.tokens_per_second,
+        trained.report.steps
+    );
     let started = std::time::Instant::now();
 
     let probes = storage_probes(&data, &["train", "test"], 50);
-    assert!(probes.len() >= 280, "only {} probes were built", probes.len());
+    assert!(
+        probes.len() >= 280,
+        "only {} probes were built",
+        probes.len()
+    );
     let result = accuracy(&trained.model, &trained.tokenizer, &probes).unwrap();
     eprintln!("evaluation took {:?}", started.elapsed());
     eprintln!(
         "steps {} final loss {:.4} accuracy {}/{} {:?}",
-        trained.report.steps, trained.report.final_loss, result.correct, result.total, result.by_attribute
+        trained.report.steps,
+        trained.report.final_loss,
+        result.correct,
+        result.total,
+        result.by_attribute
     );
     assert!(
         result.rate() >= 0.95,

@@ -40,7 +40,10 @@ fn every_weight_receives_gradient() {
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{name} received no gradient (tie_embeddings = {tie})"));
             let norm: f32 = grad.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
-            assert!(norm > 0.0, "{name} has an all-zero gradient (tie_embeddings = {tie})");
+            assert!(
+                norm > 0.0,
+                "{name} has an all-zero gradient (tie_embeddings = {tie})"
+            );
         }
     }
 }
@@ -87,7 +90,10 @@ fn one_layer_gradients_match_finite_differences() {
                 let mut v = values.clone();
                 v[index] += delta;
                 let mut tensors = base.clone();
-                tensors.insert(name.to_string(), Tensor::from_vec(v, dims.as_slice(), &device).unwrap());
+                tensors.insert(
+                    name.to_string(),
+                    Tensor::from_vec(v, dims.as_slice(), &device).unwrap(),
+                );
                 model.load_tensors(&tensors).unwrap();
                 loss_of(&model)
             };
@@ -114,7 +120,9 @@ fn from_tensors_rejects_wrong_shape() {
         "blk.0.attn_q.weight".into(),
         Tensor::zeros((3, 3), DType::F32, &device).unwrap(),
     );
-    let error = Llama::from_tensors(&config, tensors, &device).err().unwrap();
+    let error = Llama::from_tensors(&config, tensors, &device)
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("blk.0.attn_q.weight"), "{error}");
 }
 
@@ -125,7 +133,19 @@ fn from_tensors_reproduces_logits() {
     let model = Llama::new(&config, 3, DType::F32, &device).unwrap();
     let copy = Llama::from_tensors(&config, model.tensors(), &device).unwrap();
     let input = batch(&device);
-    let a: Vec<f32> = model.forward(&input).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = copy.forward(&input).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let a: Vec<f32> = model
+        .forward(&input)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f32> = copy
+        .forward(&input)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     assert_eq!(a, b);
 }

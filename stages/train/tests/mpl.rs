@@ -16,7 +16,10 @@ const TRUTH: MultiPowerLaw = MultiPowerLaw {
 
 fn curve(schedule: &Schedule, total: u64, peak: f64) -> LossCurve {
     let rates = schedule.rates(total, peak);
-    let steps: Vec<usize> = (0..total as usize).step_by(8).chain([total as usize - 1]).collect();
+    let steps: Vec<usize> = (0..total as usize)
+        .step_by(8)
+        .chain([total as usize - 1])
+        .collect();
     let losses = TRUTH.predict(&rates, schedule.warmup_steps() as usize, &steps);
     LossCurve {
         rates,
@@ -93,6 +96,9 @@ fn fit_rejects_too_few_points() {
 fn decay_beats_constant_under_the_law() {
     let (schedule, loss) = optimize_decay(&TRUTH, 400, 3e-3, 20, 0.0);
     let constant = TRUTH.predict_final(&Schedule::Constant { warmup_steps: 20 }, 400, 3e-3);
-    assert!(loss < constant, "{schedule:?} predicts {loss}, constant {constant}");
+    assert!(
+        loss < constant,
+        "{schedule:?} predicts {loss}, constant {constant}"
+    );
     assert!(matches!(schedule, Schedule::MultiPowerLaw { .. }));
 }

@@ -137,12 +137,17 @@ fn resume_reproduces_next_step_loss() {
         .unwrap();
     }
 
-    let report = train(&config, &corpus(), resumed.path(), None).unwrap().report;
+    let report = train(&config, &corpus(), resumed.path(), None)
+        .unwrap()
+        .report;
     assert_eq!(report.resumed_from, Some(4));
     let expected = step_and_loss(&metric_lines(full.path()));
     let got = step_and_loss(&metric_lines(resumed.path()));
     assert_eq!(got.len(), expected.len());
-    assert_eq!(got[4], expected[4], "step 5, the first after the checkpoint");
+    assert_eq!(
+        got[4], expected[4],
+        "step 5, the first after the checkpoint"
+    );
     assert_eq!(got, expected);
 }
 
@@ -160,6 +165,8 @@ fn changed_config_is_rejected_on_resume() {
 fn too_little_data_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = Corpus::from_documents(vec!["one short line".into(); 3]);
-    let error = train(&tiny_config(2), &corpus, dir.path(), None).err().unwrap();
+    let error = train(&tiny_config(2), &corpus, dir.path(), None)
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("batch_size"), "{error}");
 }

@@ -39,7 +39,9 @@ impl PackedCorpus {
             )));
         }
         if seq_len == 0 {
-            return Err(TrainError::Config("data.seq_len must be greater than 0".into()));
+            return Err(TrainError::Config(
+                "data.seq_len must be greater than 0".into(),
+            ));
         }
         documents.retain(|d| !d.is_empty());
         if documents.is_empty() {

@@ -42,11 +42,17 @@ impl Corpus {
 /// DIR has no `data` folder (such as `out/bios/data/bios`), sorted by name.
 pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let data = dir.join("data");
-    let folder = if data.is_dir() { data } else { dir.to_path_buf() };
+    let folder = if data.is_dir() {
+        data
+    } else {
+        dir.to_path_buf()
+    };
     let entries = std::fs::read_dir(&folder).map_err(TrainError::io("read folder", &folder))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let path = entry.map_err(TrainError::io("read folder", &folder))?.path();
+        let path = entry
+            .map_err(TrainError::io("read folder", &folder))?
+            .path();
         if path.extension().is_some_and(|e| e == "parquet") && path.is_file() {
             paths.push(path);
         }
@@ -138,7 +144,12 @@ pub fn string_column(
 fn read_column(path: &Path, column: &str, out: &mut Vec<String>) -> Result<()> {
     for batch in read_batches(path)? {
         let values = string_column(&batch, column, path)?;
-        out.extend(values.into_iter().flatten().filter(|text| !text.trim().is_empty()));
+        out.extend(
+            values
+                .into_iter()
+                .flatten()
+                .filter(|text| !text.trim().is_empty()),
+        );
     }
     Ok(())
 }
@@ -149,7 +160,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let read = file.read(&mut buffer).map_err(TrainError::io("read", path))?;
+        let read = file
+            .read(&mut buffer)
+            .map_err(TrainError::io("read", path))?;
         if read == 0 {
             break;
         }

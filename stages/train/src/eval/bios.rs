@@ -61,7 +61,10 @@ pub fn storage_probes(data: &BiosData, groups: &[&str], max_people: usize) -> Ve
         for attribute in Attribute::ALL {
             let value = &person.values[attribute.index()];
             // The name is written first, so the value is searched after it.
-            let after_name = bio.text.find(&person.full_name).map_or(0, |i| i + person.full_name.len());
+            let after_name = bio
+                .text
+                .find(&person.full_name)
+                .map_or(0, |i| i + person.full_name.len());
             if let Some(offset) = bio.text[after_name..].find(value.as_str()) {
                 let prompt = bio.text[..after_name + offset].trim_end().to_string();
                 probes.push(Probe {
@@ -109,7 +112,13 @@ pub fn accuracy(model: &Llama, tokenizer: &TextTokenizer, probes: &[Probe]) -> R
         // A few tokens past the value's own length decide the match, and biographies have no
         // line break after a value to stop at.
         let budget = tokenizer.encode(&format!(" {}", probe.expected))?.len() + 2;
-        let generation = greedy(model, tokenizer, &probe.prompt, budget.min(ANSWER_TOKENS), Some("\n"))?;
+        let generation = greedy(
+            model,
+            tokenizer,
+            &probe.prompt,
+            budget.min(ANSWER_TOKENS),
+            Some("\n"),
+        )?;
         let completion = generation.text.trim_start();
         let correct = value_matches(completion, &probe.expected);
         let slot = &mut by_attribute[probe.attribute.index()];

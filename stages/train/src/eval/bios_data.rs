@@ -72,7 +72,10 @@ impl BiosData {
                     let person = Person {
                         person_id: id.clone(),
                         full_name: names[row].clone(),
-                        values: attributes.iter().map(|values| values[row].clone()).collect(),
+                        values: attributes
+                            .iter()
+                            .map(|values| values[row].clone())
+                            .collect(),
                         group: groups[row].clone(),
                     };
                     out.people.insert(id, person);
@@ -82,7 +85,11 @@ impl BiosData {
 
         for path in shard_paths(&data.join("bios"))? {
             for batch in read_batches(&path)? {
-                let ids = required(string_column(&batch, "person_id", &path)?, "person_id", &path)?;
+                let ids = required(
+                    string_column(&batch, "person_id", &path)?,
+                    "person_id",
+                    &path,
+                )?;
                 let texts = required(string_column(&batch, "text", &path)?, "text", &path)?;
                 let variants = batch
                     .column_by_name("variant")
@@ -113,10 +120,13 @@ impl BiosData {
                 let splits = column("split")?;
                 let preferred = string_column(&batch, "preferred", &path)?;
                 for row in 0..ids.len() {
-                    let attribute = attributes[row].parse().map_err(|message| TrainError::Shard {
-                        path: path.clone(),
-                        message,
-                    })?;
+                    let attribute =
+                        attributes[row]
+                            .parse()
+                            .map_err(|message| TrainError::Shard {
+                                path: path.clone(),
+                                message,
+                            })?;
                     out.qa.push(QaRow {
                         person_id: ids[row].clone(),
                         attribute,
@@ -129,8 +139,10 @@ impl BiosData {
             }
         }
         // Shards are read in file order; sorting makes every evaluation independent of it.
-        out.bios.sort_by(|a, b| (&a.person_id, a.variant).cmp(&(&b.person_id, b.variant)));
-        out.qa.sort_by(|a, b| (&a.person_id, a.attribute).cmp(&(&b.person_id, b.attribute)));
+        out.bios
+            .sort_by(|a, b| (&a.person_id, a.variant).cmp(&(&b.person_id, b.variant)));
+        out.qa
+            .sort_by(|a, b| (&a.person_id, a.attribute).cmp(&(&b.person_id, b.attribute)));
         Ok(out)
     }
 }

@@ -41,7 +41,11 @@ pub fn hallucination(
     known_split: &str,
     max_rows: usize,
 ) -> Result<Hallucination> {
-    let unknown: Vec<&QaRow> = qa.iter().filter(|r| r.split == "unknown").take(max_rows).collect();
+    let unknown: Vec<&QaRow> = qa
+        .iter()
+        .filter(|r| r.split == "unknown")
+        .take(max_rows)
+        .collect();
     if unknown.is_empty() {
         return Err(TrainError::EvalData(
             "the qa table has no `unknown` rows; generate biographies with --unknown-people above 0".into(),
@@ -58,7 +62,13 @@ pub fn hallucination(
     let mut preferred_scores = Vec::new();
     let mut preferred_hits = 0;
     for row in &unknown {
-        let answer = greedy(model, tokenizer, &qa_prompt(&row.question), ANSWER_TOKENS, Some("\n"))?;
+        let answer = greedy(
+            model,
+            tokenizer,
+            &qa_prompt(&row.question),
+            ANSWER_TOKENS,
+            Some("\n"),
+        )?;
         let confidence = answer.confidence();
         unknown_scores.push(confidence);
         if let Some(preferred) = &row.preferred {
@@ -71,7 +81,13 @@ pub fn hallucination(
     }
     let mut known_scores = Vec::new();
     for row in &known {
-        let answer = greedy(model, tokenizer, &qa_prompt(&row.question), ANSWER_TOKENS, Some("\n"))?;
+        let answer = greedy(
+            model,
+            tokenizer,
+            &qa_prompt(&row.question),
+            ANSWER_TOKENS,
+            Some("\n"),
+        )?;
         known_scores.push(answer.confidence());
     }
 

@@ -48,12 +48,26 @@ impl QaScore {
 pub fn closed_book(model: &Llama, tokenizer: &TextTokenizer, items: &[QaItem]) -> Result<QaScore> {
     let mut score = QaScore::default();
     for item in items {
-        let answer = greedy(model, tokenizer, &qa_prompt(&item.question), MAX_ANSWER_TOKENS, Some("\n"))?;
+        let answer = greedy(
+            model,
+            tokenizer,
+            &qa_prompt(&item.question),
+            MAX_ANSWER_TOKENS,
+            Some("\n"),
+        )?;
         score.total += 1;
-        if item.answers.iter().any(|gold| exact_match(&answer.text, gold)) {
+        if item
+            .answers
+            .iter()
+            .any(|gold| exact_match(&answer.text, gold))
+        {
             score.exact += 1;
         }
-        if item.answers.iter().any(|gold| contains_match(&answer.text, gold)) {
+        if item
+            .answers
+            .iter()
+            .any(|gold| contains_match(&answer.text, gold))
+        {
             score.contains += 1;
         }
     }
@@ -61,5 +75,9 @@ pub fn closed_book(model: &Llama, tokenizer: &TextTokenizer, items: &[QaItem]) -
 }
 
 fn ratio(part: usize, total: usize) -> f64 {
-    if total == 0 { 0.0 } else { part as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 / total as f64
+    }
 }

@@ -20,12 +20,12 @@ pub const NAMES: [&str; 1] = ["storage-vs-extraction"];
 /// Returns the built-in config text of experiment `name` at `scale`.
 pub fn builtin_config(name: &str, scale: Scale) -> Result<&'static str> {
     match (name, scale) {
-        ("storage-vs-extraction", Scale::Cpu) => {
-            Ok(include_str!("../../../../experiments/storage-vs-extraction.toml"))
-        }
-        ("storage-vs-extraction", Scale::Gpu) => {
-            Ok(include_str!("../../../../experiments/storage-vs-extraction.gpu.toml"))
-        }
+        ("storage-vs-extraction", Scale::Cpu) => Ok(include_str!(
+            "../../../../experiments/storage-vs-extraction.toml"
+        )),
+        ("storage-vs-extraction", Scale::Gpu) => Ok(include_str!(
+            "../../../../experiments/storage-vs-extraction.gpu.toml"
+        )),
         _ => Err(TrainError::Config(format!(
             "unknown experiment `{name}`: choose one of {}",
             NAMES.join(", ")

@@ -124,7 +124,12 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
         );
         tracing::info!(variant = %variant.name, documents = documents.len(), "training variant");
         let run_dir = dir.join("run");
-        let trained = train(&config.train, &Corpus::from_documents(documents), &run_dir, None)?;
+        let trained = train(
+            &config.train,
+            &Corpus::from_documents(documents),
+            &run_dir,
+            None,
+        )?;
 
         let questions = config.eval_people * 6;
         let storage = accuracy(
@@ -153,7 +158,11 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
         let metrics = MetricsLog::open(&run_dir.join("metrics.csv"), Some(u64::MAX))?;
         loss_series.push(Series {
             name: variant.name.clone(),
-            points: metrics.rows().iter().map(|r| (r.step as f64, r.loss)).collect(),
+            points: metrics
+                .rows()
+                .iter()
+                .map(|r| (r.step as f64, r.loss))
+                .collect(),
         });
         results.push(VariantResult {
             name: variant.name.clone(),

@@ -194,7 +194,10 @@ impl Llama {
         self.named_vars()
             .into_iter()
             .map(|(name, var)| {
-                let copy = var.as_tensor().copy().expect("copying a tensor on its device succeeds");
+                let copy = var
+                    .as_tensor()
+                    .copy()
+                    .expect("copying a tensor on its device succeeds");
                 (name, copy)
             })
             .collect()
@@ -369,8 +372,9 @@ fn rotary_tables(config: &ModelConfig, dtype: DType, device: &Device) -> Result<
     let mut sin = Vec::with_capacity(positions * half);
     for position in 0..positions {
         for i in 0..half {
-            let frequency =
-                config.rope_theta.powf(-2.0 * i as f64 / config.head_dim() as f64);
+            let frequency = config
+                .rope_theta
+                .powf(-2.0 * i as f64 / config.head_dim() as f64);
             let angle = position as f64 * frequency;
             cos.push(angle.cos());
             sin.push(angle.sin());
