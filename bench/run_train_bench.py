@@ -3,8 +3,8 @@ in BENCHMARKS.md.
 
 Builds `stages/train/examples/bench_train.rs` in release mode and runs it, then runs
 `bench/train_torch.py` with the same model, batch and context in a separate virtual
-environment (`.venv-bench-train`, created with `torch` from PyPI on first use; PyPI's default
-wheel is the CUDA build, about 5 GB with its NVIDIA packages, and runs on CPU). Both sides use
+environment, `.venv-bench-train`. That environment gets `torch` from PyPI on first use. PyPI's
+default wheel is the CUDA build, about 5 GB with its NVIDIA packages, and it runs on CPU. Both sides use
 every core. Each side runs `--runs` times and the median is reported. With `--skip-torch` only
 the candle side runs and the PyTorch column says so. The section between the markers of the
 train section of the page is replaced, and the rest of the page is left as it is.

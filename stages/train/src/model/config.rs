@@ -67,19 +67,19 @@ impl ModelConfig {
                 )));
             }
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(TrainError::Config(format!(
                 "model.hidden_size {} is not a multiple of model.num_heads {}",
                 self.hidden_size, self.num_heads
             )));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(TrainError::Config(format!(
                 "the head width hidden_size / num_heads = {} must be even for rotary embeddings",
                 self.head_dim()
             )));
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(TrainError::Config(format!(
                 "model.num_heads {} is not a multiple of model.num_kv_heads {}",
                 self.num_heads, self.num_kv_heads
