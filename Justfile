@@ -30,8 +30,8 @@ run input="datasets/sample/articles.jsonl" out="out/sample-passages":
 test: setup
     KENNING_PYTHON="{{python}}" cargo test --workspace
 
-# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, the augment HTTP client, the local model.
-bench: bench-shards bench-bios bench-augment bench-local
+# Run every benchmark and update BENCHMARKS.md: the shard writer, kenning bios, the augment HTTP client, the local model, training.
+bench: bench-shards bench-bios bench-augment bench-local bench-train
 
 # Benchmark the shard writer against pyarrow and update BENCHMARKS.md; arguments go to bench/run_shard_bench.py.
 bench-shards *args: setup
@@ -64,3 +64,7 @@ bench-local-llama:
     if ! .venv-llama/bin/python -c "import llama_cpp" 2>/dev/null; then
         CMAKE_ARGS="-DGGML_NATIVE=ON" .venv-llama/bin/python -m pip install --quiet --disable-pip-version-check llama-cpp-python
     fi
+
+# Benchmark training tokens/s of kenning-train against PyTorch on CPU and update BENCHMARKS.md; installs torch (about 5 GB) into .venv-bench-train on first use; arguments go to bench/run_train_bench.py.
+bench-train *args: setup
+    "{{python}}" bench/run_train_bench.py {{args}}

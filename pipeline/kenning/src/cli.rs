@@ -36,6 +36,10 @@ pub enum Command {
     Mix(MixArgs),
     /// Rewrite documents with an LLM using learning-strategy prompts (SPA).
     Augment(Box<AugmentArgs>),
+    /// Train a llama-style decoder on Parquet shards with candle.
+    Train(crate::train::TrainArgs),
+    /// Run an experiment from experiments/ and write a markdown report with plots.
+    Experiment(crate::train::ExperimentArgs),
     /// Answer SQuAD-format questions closed-book with the local model and score the answers.
     Qa(QaArgs),
     /// Serve the local model over an OpenAI-compatible HTTP API.

@@ -22,8 +22,13 @@ pub fn python() -> String {
 pub fn configure_threads(threads: Option<usize>) {
     // SAFETY: called at the start of `main`, while the process has a single thread.
     unsafe {
+        // candle looks up the core count on every parallel operation unless this is set,
+        // which slows small models several times over.
         if let Some(threads) = threads {
             std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
         }
         // candle's workers spin while waiting for work. On a machine shared with other busy
         // processes that costs most of the time (decoding measured 4x slower), so they sleep

@@ -9,6 +9,7 @@ mod serve;
 mod pipeline;
 mod qa;
 mod summary;
+mod train;
 mod workflow;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
         Command::Augment(args) => args.local.threads,
         Command::Serve(args) => args.model.threads,
         Command::Qa(args) => args.model.threads,
+        Command::Train(args) => args.threads,
+        Command::Experiment(args) => args.threads,
         _ => None,
     };
     local::configure_threads(threads);
@@ -57,13 +60,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve::run(args)?,
         Command::Model(command) => serve::model_command(command)?,
+        Command::Train(args) => train::run_train(args)?,
+        Command::Experiment(args) => train::run_experiment(args)?,
         Command::Mix(args) => mix::print(&mix::run(args)?),
         Command::Bios(args) => bios::print(&bios::run(args)?),
     }
     Ok(())
 }
 
-/// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.
 /// Exit status of a command that prints its own results.
 fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
@@ -75,6 +79,7 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// Sends `tracing` events to standard error. `RUST_LOG` overrides the level that the flags set.
 fn init_logging(quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
@@ -83,7 +88,7 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     let default = format!(
-        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},kenning_local={level},warn"
+        "kenning={level},kenning_pipeline={level},kenning_chunk={level},kenning_biographies={level},kenning_mix={level},kenning_augment={level},kenning_local={level},kenning_train={level},warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -1,0 +1,13 @@
+//! Evaluation: biographies attribute accuracy, closed-book QA and hallucination metrics.
+
+pub mod auroc;
+pub mod bios;
+pub mod bios_data;
+pub mod hallucination;
+pub mod normalize;
+pub mod qa;
+
+pub use bios::{Accuracy, Probe, accuracy, qa_document, qa_probes, storage_probes};
+pub use bios_data::BiosData;
+pub use hallucination::{Hallucination, hallucination};
+pub use qa::{QaItem, QaScore, closed_book};

@@ -1,0 +1,386 @@
+//! The llama-style decoder. Weight names follow the GGUF llama naming (`token_embd`,
+//! `blk.N.attn_q`, ..., `output_norm`, `output`), so a dequantized llama-family GGUF loads into
+//! it by name.
+//!
+//! Every operation here uses candle's composed forms (`softmax` over the last dimension,
+//! `rms_norm_slow`, `rope_i_slow`). In candle-nn 0.11.1 the fused fast paths of these operations
+//! have no backward pass and silently cut the gradient graph.
+
+use std::collections::HashMap;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::ops::{rms_norm_slow, softmax};
+use candle_nn::rotary_emb::rope_i_slow;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::error::{Result, TrainError};
+use crate::model::config::ModelConfig;
+use crate::model::init::normal_tensor;
+
+/// Weights of one decoder block.
+struct Block {
+    attn_norm: Var,
+    attn_q: Var,
+    attn_k: Var,
+    attn_v: Var,
+    attn_output: Var,
+    ffn_norm: Var,
+    ffn_gate: Var,
+    ffn_up: Var,
+    ffn_down: Var,
+}
+
+/// A llama-style decoder whose weights are candle variables, so it can be trained.
+pub struct Llama {
+    config: ModelConfig,
+    device: Device,
+    dtype: DType,
+    token_embd: Var,
+    blocks: Vec<Block>,
+    output_norm: Var,
+    output: Option<Var>,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Llama {
+    /// Builds a model with weights drawn from N(0, init_std²), output projections of every
+    /// block scaled down by sqrt(2 * layers), and norms set to one. The same seed gives the
+    /// same weights.
+    pub fn new(config: &ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tensors = HashMap::new();
+        for (name, shape) in weight_shapes(config) {
+            let tensor = if shape.len() == 1 {
+                Tensor::ones(shape[0], dtype, device)?
+            } else {
+                let mut std = config.init_std;
+                if name.ends_with("attn_output.weight") || name.ends_with("ffn_down.weight") {
+                    std /= (2.0 * config.num_layers as f64).sqrt();
+                }
+                normal_tensor(&mut rng, &shape, std, dtype, device)?
+            };
+            tensors.insert(name, tensor);
+        }
+        Self::from_tensors(config, tensors, device)
+    }
+
+    /// Builds a model from a map of tensors named after GGUF llama weights, such as the output
+    /// of `candle_core::safetensors::load` or of a dequantized GGUF file. Tensors are converted
+    /// to the dtype of `token_embd.weight` and moved to `device`.
+    pub fn from_tensors(
+        config: &ModelConfig,
+        mut tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let dtype = tensors
+            .get("token_embd.weight")
+            .map(|t| t.dtype())
+            .ok_or_else(|| TrainError::Weight {
+                name: "token_embd.weight".into(),
+                message: "missing from the tensor map".into(),
+            })?;
+        let mut take = |name: String, shape: &[usize]| -> Result<Var> {
+            let tensor = tensors.remove(&name).ok_or_else(|| TrainError::Weight {
+                name: name.clone(),
+                message: "missing from the tensor map".into(),
+            })?;
+            if tensor.dims() != shape {
+                return Err(TrainError::Weight {
+                    name,
+                    message: format!(
+                        "has shape {:?}, but the model config needs {shape:?}",
+                        tensor.dims()
+                    ),
+                });
+            }
+            let tensor = tensor.to_dtype(dtype)?.to_device(device)?;
+            Ok(Var::from_tensor(&tensor)?)
+        };
+
+        let shapes: HashMap<String, Vec<usize>> = weight_shapes(config).into_iter().collect();
+        let mut take_named = |name: &str| take(name.to_string(), &shapes[name]);
+        let token_embd = take_named("token_embd.weight")?;
+        let mut blocks = Vec::with_capacity(config.num_layers);
+        for layer in 0..config.num_layers {
+            let mut weight = |part: &str| take_named(&format!("blk.{layer}.{part}.weight"));
+            blocks.push(Block {
+                attn_norm: weight("attn_norm")?,
+                attn_q: weight("attn_q")?,
+                attn_k: weight("attn_k")?,
+                attn_v: weight("attn_v")?,
+                attn_output: weight("attn_output")?,
+                ffn_norm: weight("ffn_norm")?,
+                ffn_gate: weight("ffn_gate")?,
+                ffn_up: weight("ffn_up")?,
+                ffn_down: weight("ffn_down")?,
+            });
+        }
+        let output_norm = take_named("output_norm.weight")?;
+        let output = if config.tie_embeddings {
+            None
+        } else {
+            Some(take_named("output.weight")?)
+        };
+        // Tied checkpoints may still carry a copy of the output layer; it is ignored.
+        tensors.remove("output.weight");
+        if let Some(name) = tensors.keys().next() {
+            return Err(TrainError::Weight {
+                name: name.clone(),
+                message: format!(
+                    "is not a weight of this model ({} unexpected tensors); check num_layers and tie_embeddings",
+                    tensors.len()
+                ),
+            });
+        }
+
+        let (cos, sin) = rotary_tables(config, dtype, device)?;
+        Ok(Self {
+            config: config.clone(),
+            device: device.clone(),
+            dtype,
+            token_embd,
+            blocks,
+            output_norm,
+            output,
+            cos,
+            sin,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Returns every weight with its GGUF name, in a fixed order.
+    pub fn named_vars(&self) -> Vec<(String, &Var)> {
+        let mut vars = vec![("token_embd.weight".to_string(), &self.token_embd)];
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let parts = [
+                ("attn_norm", &block.attn_norm),
+                ("attn_q", &block.attn_q),
+                ("attn_k", &block.attn_k),
+                ("attn_v", &block.attn_v),
+                ("attn_output", &block.attn_output),
+                ("ffn_norm", &block.ffn_norm),
+                ("ffn_gate", &block.ffn_gate),
+                ("ffn_up", &block.ffn_up),
+                ("ffn_down", &block.ffn_down),
+            ];
+            for (part, var) in parts {
+                vars.push((format!("blk.{layer}.{part}.weight"), var));
+            }
+        }
+        vars.push(("output_norm.weight".to_string(), &self.output_norm));
+        if let Some(output) = &self.output {
+            vars.push(("output.weight".to_string(), output));
+        }
+        vars
+    }
+
+    /// Returns a copy of every weight by GGUF name, as saved in checkpoints.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.named_vars()
+            .into_iter()
+            .map(|(name, var)| {
+                let copy = var
+                    .as_tensor()
+                    .copy()
+                    .expect("copying a tensor on its device succeeds");
+                (name, copy)
+            })
+            .collect()
+    }
+
+    /// Overwrites the weights with tensors of the same names and shapes.
+    pub fn load_tensors(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self.named_vars() {
+            let tensor = tensors.get(&name).ok_or_else(|| TrainError::Weight {
+                name: name.clone(),
+                message: "missing from the loaded tensors".into(),
+            })?;
+            if tensor.dims() != var.dims() {
+                return Err(TrainError::Weight {
+                    name,
+                    message: format!(
+                        "has shape {:?}, but the model has {:?}",
+                        tensor.dims(),
+                        var.dims()
+                    ),
+                });
+            }
+            var.set(&tensor.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Returns the logits, shape (batch, time, vocab), for token ids of shape (batch, time).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (batch, time) = ids.dims2()?;
+        if time > self.config.max_seq_len {
+            return Err(TrainError::Config(format!(
+                "input of {time} tokens is longer than model.max_seq_len {}",
+                self.config.max_seq_len
+            )));
+        }
+        let hidden = self.config.hidden_size;
+
+        let mut x = self
+            .token_embd
+            .as_tensor()
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((batch, time, hidden))?;
+        let mask = causal_mask(time, self.dtype, &self.device)?;
+        for block in &self.blocks {
+            x = self.block_forward(block, &x, &mask)?;
+        }
+
+        let x = rms_norm_slow(&x, self.output_norm.as_tensor(), self.eps())?;
+        let output = self.output.as_ref().unwrap_or(&self.token_embd);
+        let logits = linear(&x.reshape((batch * time, hidden))?, output.as_tensor())?;
+        Ok(logits.reshape((batch, time, self.config.vocab_size))?)
+    }
+
+    /// Returns the mean next-token cross-entropy of sequences of shape (batch, time + 1).
+    pub fn loss(&self, sequences: &Tensor) -> Result<Tensor> {
+        let (_, length) = sequences.dims2()?;
+        let inputs = sequences.narrow(1, 0, length - 1)?;
+        let targets = sequences.narrow(1, 1, length - 1)?;
+        let logits = self.forward(&inputs)?;
+        let vocab = self.config.vocab_size;
+        Ok(candle_nn::loss::cross_entropy(
+            &logits.reshape(((), vocab))?,
+            &targets.flatten_all()?,
+        )?)
+    }
+
+    fn eps(&self) -> f32 {
+        self.config.rms_norm_eps as f32
+    }
+
+    fn block_forward(&self, block: &Block, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (batch, time, hidden) = x.dims3()?;
+        let heads = self.config.num_heads;
+        let kv_heads = self.config.num_kv_heads;
+        let head_dim = self.config.head_dim();
+
+        let h = rms_norm_slow(x, block.attn_norm.as_tensor(), self.eps())?;
+        let h = h.reshape((batch * time, hidden))?;
+        let split_heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.reshape((batch, time, n, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split_heads(linear(&h, block.attn_q.as_tensor())?, heads)?;
+        let k = split_heads(linear(&h, block.attn_k.as_tensor())?, kv_heads)?;
+        let v = split_heads(linear(&h, block.attn_v.as_tensor())?, kv_heads)?;
+        let q = rope_i_slow(&q, &self.cos, &self.sin)?;
+        let k = rope_i_slow(&k, &self.cos, &self.sin)?;
+        let k = repeat_kv(k, heads / kv_heads)?;
+        let v = repeat_kv(v, heads / kv_heads)?;
+
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let weights = softmax(&scores, D::Minus1)?;
+        let attended = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch * time, hidden))?;
+        let attended = linear(&attended, block.attn_output.as_tensor())?;
+        let x = (x + attended.reshape((batch, time, hidden))?)?;
+
+        let h = rms_norm_slow(&x, block.ffn_norm.as_tensor(), self.eps())?;
+        let h = h.reshape((batch * time, hidden))?;
+        let gate = linear(&h, block.ffn_gate.as_tensor())?.silu()?;
+        let up = linear(&h, block.ffn_up.as_tensor())?;
+        let down = linear(&(gate * up)?, block.ffn_down.as_tensor())?;
+        Ok((x + down.reshape((batch, time, hidden))?)?)
+    }
+}
+
+/// Returns the GGUF name and shape of every weight of a model with this config.
+pub fn weight_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let kv = config.num_kv_heads * config.head_dim();
+    let ffn = config.intermediate_size;
+    let mut shapes = vec![("token_embd.weight".to_string(), vec![config.vocab_size, h])];
+    for layer in 0..config.num_layers {
+        let parts: [(&str, Vec<usize>); 9] = [
+            ("attn_norm", vec![h]),
+            ("attn_q", vec![h, h]),
+            ("attn_k", vec![kv, h]),
+            ("attn_v", vec![kv, h]),
+            ("attn_output", vec![h, h]),
+            ("ffn_norm", vec![h]),
+            ("ffn_gate", vec![ffn, h]),
+            ("ffn_up", vec![ffn, h]),
+            ("ffn_down", vec![h, ffn]),
+        ];
+        for (part, shape) in parts {
+            shapes.push((format!("blk.{layer}.{part}.weight"), shape));
+        }
+    }
+    shapes.push(("output_norm.weight".to_string(), vec![h]));
+    if !config.tie_embeddings {
+        shapes.push(("output.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    shapes
+}
+
+/// Multiplies rows of `x` by the transpose of `weight`, which is stored (out, in).
+fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&weight.t()?)?)
+}
+
+/// Repeats each key/value head `times` times along the head axis for grouped-query attention.
+fn repeat_kv(x: Tensor, times: usize) -> Result<Tensor> {
+    if times == 1 {
+        return Ok(x);
+    }
+    let (batch, heads, time, dim) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .expand((batch, heads, times, time, dim))?
+        .reshape((batch, heads * times, time, dim))?)
+}
+
+/// Returns a (time, time) mask with zero on and below the diagonal and a large negative number
+/// above it. A finite value keeps the softmax backward pass free of NaN.
+fn causal_mask(time: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..time)
+        .flat_map(|i| (0..time).map(move |j| if j > i { -1e9 } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(values, (time, time), device)?.to_dtype(dtype)?)
+}
+
+/// Returns the cosine and sine tables, shape (max_seq_len, head_dim / 2), of the interleaved
+/// rotary embeddings: pair i of a head rotates by position * theta^(-2i / head_dim).
+fn rotary_tables(config: &ModelConfig, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim() / 2;
+    let positions = config.max_seq_len;
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    for position in 0..positions {
+        for i in 0..half {
+            let frequency = config
+                .rope_theta
+                .powf(-2.0 * i as f64 / config.head_dim() as f64);
+            let angle = position as f64 * frequency;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let cos = Tensor::from_vec(cos, (positions, half), device)?.to_dtype(dtype)?;
+    let sin = Tensor::from_vec(sin, (positions, half), device)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}

@@ -1,0 +1,197 @@
+//! AdamW with decoupled weight decay, global-norm gradient clipping and optimizer state that
+//! checkpoints save and load by weight name.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Optimizer and batch settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate; the schedule scales it.
+    pub lr: f64,
+    /// Decoupled weight decay, applied to matrices only (not to norm weights).
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Maximum global gradient norm; zero turns clipping off.
+    pub grad_clip: f64,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed into one optimizer step.
+    pub grad_accum: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            batch_size: 16,
+            grad_accum: 1,
+        }
+    }
+}
+
+impl OptimConfig {
+    /// Checks the ranges of every setting.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "optim.lr {} must be positive",
+                self.lr
+            )));
+        }
+        for (name, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(TrainError::Config(format!(
+                    "optim.{name} {value} must be at least 0 and below 1"
+                )));
+            }
+        }
+        if self.weight_decay < 0.0 || self.grad_clip < 0.0 || self.eps <= 0.0 {
+            return Err(TrainError::Config(
+                "optim.weight_decay and optim.grad_clip must be at least 0, optim.eps above 0"
+                    .into(),
+            ));
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return Err(TrainError::Config(
+                "optim.batch_size and optim.grad_accum must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// First and second moment estimates of one weight.
+struct Moments {
+    m: Tensor,
+    v: Tensor,
+}
+
+/// AdamW over named weights.
+pub struct AdamW {
+    config: OptimConfig,
+    moments: HashMap<String, Moments>,
+    /// Optimizer steps taken, which sets the bias correction.
+    steps: u64,
+}
+
+impl AdamW {
+    pub fn new(config: &OptimConfig) -> Self {
+        Self {
+            config: config.clone(),
+            moments: HashMap::new(),
+            steps: 0,
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Applies one update with learning rate `lr` to every weight that has a gradient in
+    /// `grads`. Gradients must already be averaged and clipped.
+    pub fn step(
+        &mut self,
+        vars: &[(String, &Var)],
+        grads: &HashMap<String, Tensor>,
+        lr: f64,
+    ) -> Result<()> {
+        self.steps += 1;
+        let c = &self.config;
+        let correction1 = 1.0 - c.beta1.powi(self.steps as i32);
+        let correction2 = 1.0 - c.beta2.powi(self.steps as i32);
+        for (name, var) in vars {
+            let Some(grad) = grads.get(name) else {
+                continue;
+            };
+            let state = match self.moments.get_mut(name) {
+                Some(state) => state,
+                None => self.moments.entry(name.clone()).or_insert(Moments {
+                    m: grad.zeros_like()?,
+                    v: grad.zeros_like()?,
+                }),
+            };
+            state.m = ((&state.m * c.beta1)? + (grad * (1.0 - c.beta1))?)?;
+            state.v = ((&state.v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
+            let m_hat = (&state.m / correction1)?;
+            let v_hat = (&state.v / correction2)?;
+            let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
+            let theta = var.as_tensor();
+            let decayed = if c.weight_decay > 0.0 && theta.rank() >= 2 {
+                (theta * (1.0 - lr * c.weight_decay))?
+            } else {
+                theta.clone()
+            };
+            var.set(&(decayed - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Returns the moments as tensors named `m.NAME` and `v.NAME`, for a checkpoint.
+    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+        let mut tensors = HashMap::new();
+        for (name, state) in &self.moments {
+            tensors.insert(format!("m.{name}"), state.m.clone());
+            tensors.insert(format!("v.{name}"), state.v.clone());
+        }
+        tensors
+    }
+
+    /// Restores moments saved by `state_tensors` and the step count.
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
+        self.moments.clear();
+        for (key, m) in tensors {
+            let Some(name) = key.strip_prefix("m.") else {
+                continue;
+            };
+            let v = tensors
+                .get(&format!("v.{name}"))
+                .ok_or_else(|| TrainError::Weight {
+                    name: format!("v.{name}"),
+                    message: "second moment missing from the optimizer state".into(),
+                })?;
+            self.moments.insert(
+                name.to_string(),
+                Moments {
+                    m: m.clone(),
+                    v: v.clone(),
+                },
+            );
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// Scales gradients so their global L2 norm is at most `max_norm` (when it is positive) and
+/// returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
+    let mut total = 0.0;
+    for grad in grads.values() {
+        total += grad
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    let norm = total.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-12);
+        for grad in grads.values_mut() {
+            *grad = (&*grad * scale)?;
+        }
+    }
+    Ok(norm)
+}
