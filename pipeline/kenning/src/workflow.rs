@@ -140,10 +140,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     println!("\nWorkflow finished in {:.0} s. Outputs:", started.elapsed().as_secs_f64());
-    for (name, folder) in folders {
+    for (name, folder) in &folders {
         println!("  {name:<14} {}", folder.display());
     }
+    let results: Vec<String> = folders.iter().filter_map(|(name, folder)| headline(name, folder)).collect();
+    if !results.is_empty() {
+        println!("Results:");
+        for line in results {
+            println!("  {line}");
+        }
+    }
     Ok(())
+}
+
+/// Returns the headline figure of a step that measured something: closed-book QA accuracy
+/// (`qa.json`) or the biographies evaluation of a training run (`eval.json`).
+fn headline(name: &str, folder: &Path) -> Option<String> {
+    let read = |file: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(folder.join(file)).ok()?).ok()
+    };
+    if let Some(qa) = read("qa.json") {
+        return Some(format!(
+            "{name:<14} closed-book QA, {} questions: contains {:.1}%, exact {:.1}%",
+            qa["questions"],
+            qa["contains"].as_f64()? * 100.0,
+            qa["exact"].as_f64()? * 100.0
+        ));
+    }
+    let eval = read("eval.json")?;
+    let rate = |key: &str| -> Option<String> {
+        let correct = eval[key]["correct"].as_u64()?;
+        let total = eval[key]["total"].as_u64()?;
+        Some(format!("{:.1}% ({correct}/{total})", correct as f64 * 100.0 / total.max(1) as f64))
+    };
+    Some(format!(
+        "{name:<14} biography attribute recall {}, held-out QA {}",
+        rate("storage")?,
+        rate("qa_test")?
+    ))
 }
 
 /// Builds the command line of one step.
