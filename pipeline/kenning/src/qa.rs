@@ -31,9 +31,9 @@ pub struct QaSummary {
     pub model: String,
     pub passages: usize,
     pub questions: usize,
-    /// Share of answers equal to a gold answer after normalization.
+    /// Share of predictions equal to a gold answer after normalization.
     pub exact: f64,
-    /// Share of answers that contain a normalized gold answer: the headline figure.
+    /// Share of predictions that contain a normalized gold answer, the headline figure.
     pub contains: f64,
     pub seconds: f64,
 }
@@ -95,7 +95,7 @@ pub fn run(args: QaArgs) -> anyhow::Result<QaSummary> {
     Ok(summary)
 }
 
-/// Prints the accuracy and where the answers are.
+/// Prints the accuracy and the paths of the output files.
 pub fn print(summary: &QaSummary, out: &Path) {
     println!(
         "Closed-book QA with {}: {} questions, contains {:.1}%, exact {:.1}% ({:.0} s).",

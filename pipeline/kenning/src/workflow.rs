@@ -17,9 +17,9 @@
 //! args = { provider = "local", input = "{bios}/data", strategies = "key_concepts" }
 //! ```
 //!
-//! Each `args` key becomes a flag of the command (`max_tokens` or `max-tokens` gives
-//! `--max-tokens`; `true` gives a bare flag; an array repeats the flag), so a step accepts
-//! exactly what the command line accepts. In strings, `{NAME}` is the output folder of the step
+//! Each `args` key becomes a flag of the command, so a step accepts exactly what the command
+//! line accepts. `max_tokens` or `max-tokens` gives `--max-tokens`, `true` gives a bare flag,
+//! and an array repeats the flag. In strings, `{NAME}` is the output folder of the step
 //! called NAME, `{out}` the workflow's folder, and `{input}` and `{limit}` the values of
 //! `kenning run --input/--limit` (a flag whose value is an unset `{input}` or `{limit}` is left
 //! out). Every step is checked before the first one runs. Re-running the workflow resumes each

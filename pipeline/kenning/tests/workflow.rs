@@ -29,7 +29,7 @@ fn check_shards(out: &Path) {
 }
 
 #[test]
-fn quickstart_quick_runs_every_step_and_its_shards_load() {
+fn quickstart_quick_writes_readable_shards() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("quickstart");
     let run = common::kenning()
@@ -73,7 +73,7 @@ fn quickstart_quick_runs_every_step_and_its_shards_load() {
 }
 
 #[test]
-fn workflow_with_an_unknown_step_reference_fails_before_running() {
+fn unknown_step_reference_fails_before_any_step() {
     let dir = tempfile::tempdir().unwrap();
     let file = common::write_file(
         dir.path(),
