@@ -77,6 +77,9 @@ impl LocalModel {
         }
         let started = Instant::now();
         let mut file = GgufFile::open(&options.model_path)?;
+        // The architecture is checked first, so that another model family gets that error
+        // rather than one about its tokenizer.
+        crate::config::LlamaConfig::from_gguf(&file)?;
         let tokenizer = Arc::new(GgufTokenizer::from_gguf(&file)?);
         let template = file
             .string("tokenizer.chat_template")

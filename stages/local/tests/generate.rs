@@ -137,6 +137,21 @@ fn bad_model_files_give_clear_errors() {
     assert!(matches!(error, LocalError::NotGguf { .. }), "{error}");
     assert!(error.to_string().contains("magic"), "{error}");
 
+    // A well-formed GGUF file of another architecture.
+    let other = dir.path().join("other.gguf");
+    let architecture = candle_core::quantized::gguf_file::Value::String("qwen2".into());
+    let mut writer = std::fs::File::create(&other).unwrap();
+    candle_core::quantized::gguf_file::write(
+        &mut writer,
+        &[("general.architecture", &architecture)],
+        &[],
+    )
+    .unwrap();
+    drop(writer);
+    let error = LocalModel::load(&LoadOptions::new(&other)).err().unwrap();
+    assert!(matches!(error, LocalError::Architecture { .. }), "{error}");
+    assert!(error.to_string().contains("qwen2"), "{error}");
+
     // The first 10 MB of the real file: a valid header whose tensors run past the end.
     let truncated = dir.path().join("truncated.gguf");
     let bytes = std::fs::read(common::model_path()).unwrap();
