@@ -88,8 +88,12 @@ impl Sampler {
                 .enumerate()
                 .map(|(id, &logit)| (id as u32, ((logit - max) * scale).exp())),
         );
-        self.candidates
-            .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Filters need the candidates in order; a plain draw does not.
+        let filtered = self.params.top_k > 0 || self.params.min_p > 0.0 || self.params.top_p < 1.0;
+        if filtered {
+            self.candidates
+                .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
 
         if self.params.top_k > 0 {
             self.candidates.truncate(self.params.top_k);
