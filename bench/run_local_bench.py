@@ -126,6 +126,15 @@ def render(args: argparse.Namespace, runs: dict, llama: dict | None) -> str:
         f"best ({best_batch[0]}) {best_batch[1]['batch_speedup']:.2f}×; target ≥ {TARGET_BATCH}× — "
         f"{'met' if best_batch[1]['batch_speedup'] >= TARGET_BATCH else 'not met'}."
     )
+    loads = [float(f["load"].split()[0]) for f in list(runs.values()) + ([llama] if llama else [])]
+    if max(loads) > 1.0:
+        lines.append(
+            "- The machine was busy during this run (load average above 1 from other builds), so these\n"
+            "  figures are noisy. llama.cpp's threads spin while they wait and lose far more than kenning's\n"
+            "  under such load (the issue measured llama.cpp on an idle machine at about 255 tok/s prefill\n"
+            "  and 95 tok/s decode), so the comparison with llama.cpp is not conclusive: rerun on an idle\n"
+            "  machine."
+        )
     return f"""{START_MARKER}
 ## Local model (SmolLM2-135M-Instruct Q4_1 GGUF)
 
