@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use arrow_array::{Array, RecordBatch};
 use kenning_pipeline::bytesize::ByteSize;
 use kenning_pipeline::fsutil;
 use kenning_pipeline::progress;
@@ -227,8 +228,7 @@ fn plan_jobs(builder: &TableBuilder<'_>, tables: &[Table], shard_bytes: u64) -> 
                 continue;
             }
             let sample = builder.batch(table, split, 0..rows.min(SAMPLE_ROWS));
-            let row_bytes =
-                (sample.get_array_memory_size() as u64 / sample.num_rows() as u64).max(1);
+            let row_bytes = (data_bytes(&sample) / sample.num_rows() as u64).max(1);
             let by_size =
                 (shard_bytes.saturating_mul(ASSUMED_COMPRESSION) / row_bytes).max(BATCH_ROWS);
             let by_count = rows.div_ceil(MIN_SHARDS).max(BATCH_ROWS);
@@ -246,6 +246,15 @@ fn plan_jobs(builder: &TableBuilder<'_>, tables: &[Table], shard_bytes: u64) -> 
         }
     }
     jobs
+}
+
+/// Returns the bytes of the values in `batch`, without the spare capacity of its buffers.
+fn data_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 /// Writes every job's shard that is not already staged, on `options.threads` threads.
