@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_array::builder::{StringBuilder, UInt32Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use kenning_pipeline::sink::ColumnSettings;
 
 use crate::attribute::Attribute;
 use crate::people::{Generator, Person};
@@ -159,12 +160,28 @@ impl Table {
         columns
     }
 
-    /// Columns whose values rarely repeat, written without dictionary encoding.
-    pub fn plain_columns(self) -> &'static [&'static str] {
+    /// Parquet settings of the columns whose values rarely repeat. Long texts and names get
+    /// plain encoding and no statistics. Keys and person ids are sorted in `qa` and `people`,
+    /// so they get DELTA_BYTE_ARRAY there, and `person_id` keeps its statistics so that a
+    /// reader can skip row groups by person. In `bios` the rows are shuffled, so no bounds
+    /// of those columns can ever skip anything.
+    pub fn column_settings(self) -> ColumnSettings<'static> {
         match self {
-            Self::People => &["key", "person_id", "full_name"],
-            Self::Bios => &["key", "person_id", "full_name", "text"],
-            Self::Qa => &["key", "person_id", "full_name", "question"],
+            Self::People => ColumnSettings {
+                plain: &["full_name"],
+                delta: &["key", "person_id"],
+                no_statistics: &["key", "full_name"],
+            },
+            Self::Bios => ColumnSettings {
+                plain: &["key", "person_id", "full_name", "text"],
+                delta: &[],
+                no_statistics: &["key", "person_id", "full_name", "text"],
+            },
+            Self::Qa => ColumnSettings {
+                plain: &["full_name", "question"],
+                delta: &["key", "person_id"],
+                no_statistics: &["key", "full_name", "question"],
+            },
         }
     }
 
@@ -397,8 +414,18 @@ impl<'g> TableBuilder<'g> {
         for row in rows {
             let person = generator.person(row);
             let origin = &generator.names.origins[person.origin];
-            let [key, id, name, first, middle, last, origin_name, pronoun, values @ .., group] =
-                builders.as_mut_slice()
+            let [
+                key,
+                id,
+                name,
+                first,
+                middle,
+                last,
+                origin_name,
+                pronoun,
+                values @ ..,
+                group,
+            ] = builders.as_mut_slice()
             else {
                 unreachable!("the people table has {columns} columns");
             };

@@ -32,27 +32,21 @@ impl TextSink for StringBuilder {
 /// Appends `value` in decimal, padded with leading zeros to at least `width` digits, as
 /// `format!("{value:0width$}")` would write it, without the formatting machinery.
 pub fn push_decimal(out: &mut impl TextSink, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    const ZEROS: &str = "0000000000000000";
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(value);
+    let mut padding = width.saturating_sub(digits.len());
+    while padding > 0 {
+        let zeros = padding.min(ZEROS.len());
+        out.push_str(&ZEROS[..zeros]);
+        padding -= zeros;
     }
-    start = start.min(digits.len().saturating_sub(width));
-    out.push_str(std::str::from_utf8(&digits[start..]).expect("digits are ASCII"));
+    out.push_str(digits);
 }
 
 /// Appends `value` in decimal with a leading `-` when it is negative.
 pub fn push_signed(out: &mut impl TextSink, value: i64) {
-    if value < 0 {
-        out.push_str("-");
-    }
-    push_decimal(out, value.unsigned_abs(), 1);
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// Writes biography number `variant` of `person` into `out`: six sentences, one per
@@ -153,7 +147,15 @@ mod tests {
 
     #[test]
     fn push_decimal_matches_format() {
-        for (value, width) in [(0, 9), (7, 9), (123_456_789, 9), (9_876_543_210, 9), (42, 1), (0, 1)] {
+        for (value, width) in [
+            (0, 9),
+            (7, 9),
+            (123_456_789, 9),
+            (9_876_543_210, 9),
+            (42, 1),
+            (0, 1),
+            (3, 40),
+        ] {
             let mut out = String::new();
             push_decimal(&mut out, value, width);
             assert_eq!(out, format!("{value:0width$}"));
