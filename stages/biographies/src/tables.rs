@@ -160,17 +160,32 @@ impl Table {
         columns
     }
 
-    /// Parquet settings of the columns whose values rarely repeat. Long texts and names get
-    /// plain encoding and no statistics. Keys and person ids are sorted in `qa` and `people`,
-    /// so they get DELTA_BYTE_ARRAY there, and `person_id` keeps its statistics so that a
-    /// reader can skip row groups by person. In `bios` the rows are shuffled, so no bounds
-    /// of those columns can ever skip anything.
+    /// Parquet settings of the columns. Min/max statistics are kept only where rows are
+    /// sorted by the column (`person_id` in `qa` and `people`, `group`, and the one `split`
+    /// of a `qa` file), because elsewhere every page spans nearly the whole range of values
+    /// and the bounds never let a reader skip anything, while computing them compares every
+    /// value. Long texts and names get plain encoding. Keys and person ids are sorted in `qa`
+    /// and `people`, so they get DELTA_BYTE_ARRAY there.
     pub fn column_settings(self) -> ColumnSettings<'static> {
         match self {
             Self::People => ColumnSettings {
                 plain: &["full_name"],
                 delta: &["key", "person_id"],
-                no_statistics: &["key", "full_name"],
+                no_statistics: &[
+                    "key",
+                    "full_name",
+                    "first_name",
+                    "middle_name",
+                    "last_name",
+                    "origin",
+                    "pronoun",
+                    "birth_date",
+                    "birth_city",
+                    "university",
+                    "major",
+                    "employer",
+                    "employer_city",
+                ],
             },
             Self::Bios => ColumnSettings {
                 plain: &["key", "person_id", "full_name", "text"],
@@ -180,7 +195,14 @@ impl Table {
             Self::Qa => ColumnSettings {
                 plain: &["full_name", "question"],
                 delta: &["key", "person_id"],
-                no_statistics: &["key", "full_name", "question"],
+                no_statistics: &[
+                    "key",
+                    "full_name",
+                    "attribute",
+                    "question",
+                    "answer",
+                    "preferred",
+                ],
             },
         }
     }
@@ -453,5 +475,30 @@ impl<'g> TableBuilder<'g> {
             .iter_mut()
             .map(|builder| Arc::new(builder.finish()) as ArrayRef)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_settings_name_real_columns() {
+        for table in Table::ALL {
+            let names: Vec<&str> = table.columns().iter().map(|column| column.0).collect();
+            let settings = table.column_settings();
+            for name in settings
+                .plain
+                .iter()
+                .chain(settings.delta)
+                .chain(settings.no_statistics)
+            {
+                assert!(
+                    names.contains(name),
+                    "{} has no column `{name}`",
+                    table.name()
+                );
+            }
+        }
     }
 }
