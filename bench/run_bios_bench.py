@@ -28,7 +28,8 @@ from pathlib import Path
 from run_shard_bench import cargo_lock_version, command_output, cpu_model, load_average, memory_gib
 
 ROOT = Path(__file__).resolve().parent.parent
-KENNING = ROOT / "target/release/kenning"
+# Cargo's output folder: CARGO_TARGET_DIR when set (relative paths start at the repository root).
+KENNING = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release/kenning"
 PYTHON_SCRIPT = ROOT / "bench/bios_python.py"
 TABLES = ("bios", "qa", "people")
 # Table sets compared between kenning and Python: the biographies alone, then all three tables.
