@@ -305,8 +305,8 @@ impl Generator {
     }
 }
 
-/// Longest birth date text: the longest month name, a two-digit day and an `i32` year with
-/// its sign ("September 28, -2147483648") take 25 bytes.
+/// Maximum length of a birth date text in bytes. The longest month name, a two-digit day
+/// and an `i32` year with its sign ("September 28, -2147483648") take 25.
 const DATE_BYTES: usize = 32;
 
 /// A birth date as text, kept on the stack so that no row allocates for it.

@@ -12,7 +12,7 @@ const ROUNDS: u64 = 4;
 #[derive(Clone, Debug)]
 pub struct Permutation {
     n: u64,
-    /// Mask of the high part of a value; the low part has the remaining `low_bits` bits.
+    /// Mask of the high part of a value. The low part has the remaining `low_bits` bits.
     high_mask: u64,
     low_bits: u32,
     low_mask: u64,

@@ -338,7 +338,7 @@ fn write_shards(
 enum JobShard {
     /// Staged by an earlier run, which completed it.
     Staged(FinishedShard),
-    /// Written now; it still needs its fsync and rename.
+    /// Written now, and still waiting for its fsync and rename.
     Written(UnsyncedShard),
 }
 

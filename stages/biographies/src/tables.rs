@@ -160,12 +160,12 @@ impl Table {
         columns
     }
 
-    /// Parquet settings of the columns. Min/max statistics are kept only where rows are
-    /// sorted by the column (`person_id` in `qa` and `people`, `group`, and the one `split`
-    /// of a `qa` file), because elsewhere every page spans nearly the whole range of values
-    /// and the bounds never let a reader skip anything, while computing them compares every
-    /// value. Long texts and names get plain encoding. Keys and person ids are sorted in `qa`
-    /// and `people`, so they get DELTA_BYTE_ARRAY there.
+    /// Parquet settings of the columns. Min/max statistics are kept only where the rows are
+    /// sorted by the column: `person_id` in `qa` and `people`, `group`, and `split`, which
+    /// has one value per `qa` file. Elsewhere every page spans nearly the whole range of
+    /// values, so the bounds never let a reader skip anything, while computing them compares
+    /// every value. Long texts and names get plain encoding. Keys and person ids are sorted
+    /// in `qa` and `people`, so they get DELTA_BYTE_ARRAY there.
     pub fn column_settings(self) -> ColumnSettings<'static> {
         match self {
             Self::People => ColumnSettings {
