@@ -28,7 +28,8 @@ from pathlib import Path
 from run_shard_bench import cargo_lock_version, command_output, cpu_model, load_average, memory_gib
 
 ROOT = Path(__file__).resolve().parent.parent
-KENNING = ROOT / "target/release/kenning"
+# Cargo's output folder: CARGO_TARGET_DIR when set (relative paths start at the repository root).
+KENNING = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release/kenning"
 PYTHON_SCRIPT = ROOT / "bench/bios_python.py"
 TABLES = ("bios", "qa", "people")
 # Table sets compared between kenning and Python: the biographies alone, then all three tables.
@@ -75,6 +76,12 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         default=ROOT / "bench-out/bios",
         help="folder for the temporary output, removed after each run (git-ignored under bench-out/)",
+    )
+    parser.add_argument(
+        "--binary",
+        type=Path,
+        help="kenning binary to time, instead of building the release binary of this checkout; "
+        "for a target folder that other checkouts also build into",
     )
     parser.add_argument("--page", type=Path, default=ROOT / "BENCHMARKS.md", help="Markdown page to update")
     parser.add_argument("--no-page", action="store_true", help="print the figures without updating the page")
@@ -124,7 +131,7 @@ def measure(command: list[str]) -> tuple[float, int, str]:
 def run_kenning(args: argparse.Namespace, people: int, unknown_people: int | None, tables: tuple[str, ...]) -> dict:
     """Run `kenning bios` into a temporary folder and return its figures."""
     out_dir = Path(tempfile.mkdtemp(dir=args.work_dir))
-    command = [str(KENNING), "bios", "--people", str(people), "--tables", ",".join(tables)]
+    command = [str(args.binary or KENNING), "bios", "--people", str(people), "--tables", ",".join(tables)]
     command += ["--out", str(out_dir), "--no-progress"]
     if unknown_people is not None:
         command += ["--unknown-people", str(unknown_people)]
@@ -326,7 +333,8 @@ def update_page(page: Path, section: str) -> None:
 def main() -> int:
     args = parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "-p", "kenning"], cwd=ROOT, check=True)
+    if args.binary is None:
+        subprocess.run(["cargo", "build", "--release", "-p", "kenning"], cwd=ROOT, check=True)
 
     load_before = load_average()
     comparisons = []

@@ -8,6 +8,7 @@ use crate::names::NamePools;
 use crate::permutation::Permutation;
 use crate::pools::AttributePools;
 use crate::rng::{below, hash, hash_str, unit};
+use crate::text::{TextSink, push_decimal, push_signed};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -220,11 +221,19 @@ impl Generator {
     }
 
     pub fn full_name(&self, person: &Person) -> String {
+        let mut name = String::new();
+        self.push_full_name(person, &mut name);
+        name
+    }
+
+    /// Appends the full name, first, middle and last name separated by spaces, to `out`.
+    pub fn push_full_name(&self, person: &Person, out: &mut impl TextSink) {
         let origin = &self.names.origins[person.origin];
-        format!(
-            "{} {} {}",
-            origin.first[person.first], origin.first[person.middle], origin.last[person.last]
-        )
+        out.push_str(&origin.first[person.first]);
+        out.push_str(" ");
+        out.push_str(&origin.first[person.middle]);
+        out.push_str(" ");
+        out.push_str(&origin.last[person.last]);
     }
 
     pub fn surname<'g>(&'g self, person: &Person) -> &'g str {
@@ -233,28 +242,49 @@ impl Generator {
 
     /// Returns the value of `attribute` as biographies and QA rows write it.
     pub fn value<'g>(&'g self, person: &Person, attribute: Attribute) -> std::borrow::Cow<'g, str> {
+        match self.pooled_value(person, attribute) {
+            Some(value) => value.into(),
+            None => self.birth_date(person).as_str().to_string().into(),
+        }
+    }
+
+    /// Returns the value of an attribute that comes from a pool, or `None` for `birth_date`.
+    pub fn pooled_value<'g>(&'g self, person: &Person, attribute: Attribute) -> Option<&'g str> {
         let v = person.values[attribute.index()];
         match attribute {
-            Attribute::BirthDate => format!(
-                "{} {}, {}",
-                MONTHS[person.birth_month as usize - 1],
-                person.birth_day,
-                person.birth_year
-            )
-            .into(),
-            Attribute::BirthCity => self.pools.cities[v].as_str().into(),
-            Attribute::University => self.pools.universities[v].as_str().into(),
-            Attribute::Major => self.pools.majors[v].as_str().into(),
-            Attribute::Employer => self.pools.employers[v].name.as_str().into(),
+            Attribute::BirthDate => None,
+            Attribute::BirthCity => Some(&self.pools.cities[v]),
+            Attribute::University => Some(&self.pools.universities[v]),
+            Attribute::Major => Some(&self.pools.majors[v]),
+            Attribute::Employer => Some(&self.pools.employers[v].name),
             Attribute::EmployerCity => {
                 let employer = person.values[Attribute::Employer.index()];
-                self.pools.employers[employer].city.as_str().into()
+                Some(&self.pools.employers[employer].city)
             }
         }
     }
 
+    /// Returns the birth date as biographies write it, such as `March 5, 1961`.
+    pub fn birth_date(&self, person: &Person) -> DateText {
+        let mut date = DateText::default();
+        date.push_str(MONTHS[person.birth_month as usize - 1]);
+        date.push_str(" ");
+        push_decimal(&mut date, u64::from(person.birth_day), 1);
+        date.push_str(", ");
+        push_signed(&mut date, i64::from(person.birth_year));
+        date
+    }
+
+    /// Appends the value of `attribute` as biographies and QA rows write it to `out`.
+    pub fn push_value(&self, person: &Person, attribute: Attribute, out: &mut impl TextSink) {
+        match self.pooled_value(person, attribute) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(self.birth_date(person).as_str()),
+        }
+    }
+
     /// Returns the value that the surname prefers for `attribute`, for correlated attributes.
-    pub fn preferred_value(&self, person: &Person, attribute: Attribute) -> Option<String> {
+    pub fn preferred_value<'g>(&'g self, person: &Person, attribute: Attribute) -> Option<&'g str> {
         let correlated = self.config.correlate.contains(&attribute)
             || (attribute == Attribute::EmployerCity
                 && self.config.correlate.contains(&Attribute::Employer));
@@ -263,19 +293,47 @@ impl Generator {
         }
         let surname = self.surname(person);
         Some(match attribute {
-            Attribute::BirthCity => self.pools.cities[self.preferred(attribute, surname)].clone(),
-            Attribute::University => {
-                self.pools.universities[self.preferred(attribute, surname)].clone()
+            Attribute::BirthCity => &self.pools.cities[self.preferred(attribute, surname)],
+            Attribute::University => &self.pools.universities[self.preferred(attribute, surname)],
+            Attribute::Major => &self.pools.majors[self.preferred(attribute, surname)],
+            Attribute::Employer => &self.pools.employers[self.preferred(attribute, surname)].name,
+            Attribute::EmployerCity => {
+                &self.pools.employers[self.preferred(Attribute::Employer, surname)].city
             }
-            Attribute::Major => self.pools.majors[self.preferred(attribute, surname)].clone(),
-            Attribute::Employer => self.pools.employers[self.preferred(attribute, surname)]
-                .name
-                .clone(),
-            Attribute::EmployerCity => self.pools.employers
-                [self.preferred(Attribute::Employer, surname)]
-            .city
-            .clone(),
             Attribute::BirthDate => unreachable!("birth_date is never correlated"),
         })
+    }
+}
+
+/// Maximum length of a birth date text in bytes. The longest month name, a two-digit day
+/// and an `i32` year with its sign ("September 28, -2147483648") take 25.
+const DATE_BYTES: usize = 32;
+
+/// A birth date as text, kept on the stack so that no row allocates for it.
+pub struct DateText {
+    bytes: [u8; DATE_BYTES],
+    len: usize,
+}
+
+impl Default for DateText {
+    fn default() -> Self {
+        Self {
+            bytes: [0; DATE_BYTES],
+            len: 0,
+        }
+    }
+}
+
+impl DateText {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("only whole strings are appended")
+    }
+}
+
+impl TextSink for DateText {
+    fn push_str(&mut self, text: &str) {
+        let end = self.len + text.len();
+        self.bytes[self.len..end].copy_from_slice(text.as_bytes());
+        self.len = end;
     }
 }

@@ -1,5 +1,5 @@
-//! A keyed pseudo-random permutation of `0..n` that needs no memory: a Feistel network on the
-//! next even power of two, with cycle walking back into range.
+//! A keyed pseudo-random permutation of `0..n` that needs no memory: an unbalanced Feistel
+//! network on the next power of two, with cycle walking back into range.
 //!
 //! It shuffles rows globally (biographies of one person end up far apart) and assigns unique
 //! names by index, both without storing a table of `n` entries.
@@ -12,8 +12,10 @@ const ROUNDS: u64 = 4;
 #[derive(Clone, Debug)]
 pub struct Permutation {
     n: u64,
-    half_bits: u32,
-    half_mask: u64,
+    /// Mask of the high part of a value. The low part has the remaining `low_bits` bits.
+    high_mask: u64,
+    low_bits: u32,
+    low_mask: u64,
     /// One key per round, derived from the permutation's key once.
     round_keys: [u64; ROUNDS as usize],
 }
@@ -22,15 +24,17 @@ impl Permutation {
     /// Creates the permutation of `0..n` selected by `key`.
     pub fn new(n: u64, key: u64) -> Self {
         let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
-        let half_bits = bits.div_ceil(2);
+        let low_bits = bits.div_ceil(2);
+        let high_bits = bits - low_bits;
         let mut round_keys = [0; ROUNDS as usize];
         for (round, round_key) in round_keys.iter_mut().enumerate() {
             *round_key = hash(key, &[round as u64]);
         }
         Self {
             n,
-            half_bits,
-            half_mask: (1u64 << half_bits) - 1,
+            high_mask: (1u64 << high_bits) - 1,
+            low_bits,
+            low_mask: (1u64 << low_bits) - 1,
             round_keys,
         }
     }
@@ -47,8 +51,8 @@ impl Permutation {
     pub fn apply(&self, x: u64) -> u64 {
         debug_assert!(x < self.n, "{x} is outside 0..{}", self.n);
         let mut value = x;
-        // The Feistel network permutes 0..2^(2·half_bits), a range less than 4n, so cycle
-        // walking ends after fewer than 4 rounds on average.
+        // The network permutes 0..2^bits, the smallest power of two of at least n, so cycle
+        // walking ends after fewer than 2 rounds on average.
         loop {
             value = self.feistel(value);
             if value < self.n {
@@ -57,14 +61,17 @@ impl Permutation {
         }
     }
 
+    /// Runs the rounds on a value of `high_bits + low_bits` bits. Each round XORs one part
+    /// with a keyed hash of the other, which is invertible, and the rounds alternate between
+    /// the parts, so the parts may differ in width by one bit.
     fn feistel(&self, x: u64) -> u64 {
-        let mut left = x >> self.half_bits;
-        let mut right = x & self.half_mask;
-        for round_key in self.round_keys {
-            let f = mix(right ^ round_key) & self.half_mask;
-            (left, right) = (right, left ^ f);
+        let mut high = x >> self.low_bits;
+        let mut low = x & self.low_mask;
+        for pair in self.round_keys.chunks_exact(2) {
+            high ^= mix(low ^ pair[0]) & self.high_mask;
+            low ^= mix(high ^ pair[1]) & self.low_mask;
         }
-        (left << self.half_bits) | right
+        (high << self.low_bits) | low
     }
 }
 

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
+use arrow_array::{Array, RecordBatch};
 use kenning_pipeline::bytesize::ByteSize;
 use kenning_pipeline::fsutil;
 use kenning_pipeline::progress;
@@ -18,7 +19,7 @@ use kenning_pipeline::resume::{Start, StatePaths, Status};
 use kenning_pipeline::secrets;
 use kenning_pipeline::sink::finalize::{self, PlannedMove};
 use kenning_pipeline::sink::reader::scan_shard;
-use kenning_pipeline::sink::{FinishedShard, ShardOptions, ShardWriter, SinkError};
+use kenning_pipeline::sink::{FinishedShard, ShardOptions, ShardWriter, SinkError, UnsyncedShard};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,7 +42,7 @@ const SAMPLE_ROWS: u64 = 256;
 const MIN_SHARDS: u64 = 16;
 /// Version of the generation rules; raised whenever the same settings would produce different
 /// rows, so that a resumed run never mixes shards of two versions.
-const GENERATOR_VERSION: u32 = 2;
+const GENERATOR_VERSION: u32 = 3;
 /// Assumed zstd compression ratio of the text, used to turn a target file size into rows per
 /// shard. An estimate: template text compresses well, so shards come out at or below target.
 const ASSUMED_COMPRESSION: u64 = 3;
@@ -227,8 +228,7 @@ fn plan_jobs(builder: &TableBuilder<'_>, tables: &[Table], shard_bytes: u64) -> 
                 continue;
             }
             let sample = builder.batch(table, split, 0..rows.min(SAMPLE_ROWS));
-            let row_bytes =
-                (sample.get_array_memory_size() as u64 / sample.num_rows() as u64).max(1);
+            let row_bytes = (data_bytes(&sample) / sample.num_rows() as u64).max(1);
             let by_size =
                 (shard_bytes.saturating_mul(ASSUMED_COMPRESSION) / row_bytes).max(BATCH_ROWS);
             let by_count = rows.div_ceil(MIN_SHARDS).max(BATCH_ROWS);
@@ -248,6 +248,15 @@ fn plan_jobs(builder: &TableBuilder<'_>, tables: &[Table], shard_bytes: u64) -> 
     jobs
 }
 
+/// Returns the bytes of the values in `batch`, without the spare capacity of its buffers.
+fn data_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
+}
+
 /// Writes every job's shard that is not already staged, on `options.threads` threads.
 /// Returns all staged shards by table, and how many were kept from an earlier run.
 fn write_shards(
@@ -261,35 +270,56 @@ fn write_shards(
     let bar = progress::rows_bar(total_rows, options.progress);
     bar.set_prefix("bios");
 
+    let threads = options.threads.max(1);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<(Table, FinishedShard, bool)>> = Mutex::new(Vec::new());
     let first_error: Mutex<Option<BiosError>> = Mutex::new(None);
+    let fail = |error: BiosError| {
+        failed.store(true, Ordering::Relaxed);
+        first_error
+            .lock()
+            .expect("no thread panics holding the lock")
+            .get_or_insert(error);
+    };
+    let keep = |table: Table, shard: FinishedShard, resumed: bool| {
+        results
+            .lock()
+            .expect("no thread panics holding the lock")
+            .push((table, shard, resumed));
+    };
 
     std::thread::scope(|scope| {
-        for _ in 0..options.threads.max(1) {
-            scope.spawn(|| {
+        // Writers hand each written shard to one syncing thread, which fsyncs and renames it,
+        // so that no writer leaves its CPU idle while the disk catches up.
+        let (to_sync, written) = mpsc::sync_channel::<(Table, UnsyncedShard)>(threads);
+        scope.spawn(|| {
+            for (table, shard) in written {
+                match shard.sync() {
+                    Ok(shard) => keep(table, shard, false),
+                    Err(error) => fail(error.into()),
+                }
+            }
+        });
+
+        for _ in 0..threads {
+            let to_sync = to_sync.clone();
+            let (next, failed, fail, keep, bar) = (&next, &failed, &fail, &keep, &bar);
+            scope.spawn(move || {
                 while !failed.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    match write_job(builder, job, state_dir, shard_options, &bar) {
-                        Ok((shard, resumed)) => {
-                            results
-                                .lock()
-                                .expect("no thread panics holding the lock")
-                                .push((job.table, shard, resumed));
-                        }
-                        Err(error) => {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error
-                                .lock()
-                                .expect("no thread panics holding the lock")
-                                .get_or_insert(error);
-                        }
+                    match write_job(builder, job, state_dir, shard_options, bar) {
+                        Ok(JobShard::Staged(shard)) => keep(job.table, shard, true),
+                        Ok(JobShard::Written(shard)) => to_sync
+                            .send((job.table, shard))
+                            .expect("the syncing thread runs until every writer has finished"),
+                        Err(error) => fail(error),
                     }
                 }
             });
         }
+        drop(to_sync);
     });
     bar.finish_and_clear();
 
@@ -304,6 +334,14 @@ fn write_shards(
     ))
 }
 
+/// The shard of one job.
+enum JobShard {
+    /// Staged by an earlier run, which completed it.
+    Staged(FinishedShard),
+    /// Written now, and still waiting for its fsync and rename.
+    Written(UnsyncedShard),
+}
+
 /// Writes one shard, or returns the staged one when an earlier run completed it.
 fn write_job(
     builder: &TableBuilder<'_>,
@@ -311,7 +349,7 @@ fn write_job(
     state_dir: &Path,
     shard_options: &ShardOptions,
     bar: &indicatif::ProgressBar,
-) -> Result<(FinishedShard, bool), BiosError> {
+) -> Result<JobShard, BiosError> {
     let dir = state_dir.join("shards").join(job.table.name());
     std::fs::create_dir_all(&dir).map_err(|source| BiosError::Io {
         path: dir.clone(),
@@ -323,7 +361,7 @@ fn write_job(
         let shard = scan_shard(&staged, &job.table.schema(), job.split, job.index, |_| {})?;
         if shard.rows == job.rows.end - job.rows.start {
             bar.inc(shard.rows);
-            return Ok((shard, true));
+            return Ok(JobShard::Staged(shard));
         }
         return Err(SinkError::SchemaMismatch {
             path: staged,
@@ -342,7 +380,7 @@ fn write_job(
         job.table.schema(),
         shard_options.clone(),
         job.index,
-        job.table.plain_columns(),
+        &job.table.column_settings(),
     )?;
     let mut start = job.rows.start;
     while start < job.rows.end {
@@ -352,8 +390,10 @@ fn write_job(
         bar.inc(end - start);
         start = end;
     }
-    let shard = writer.finish()?.expect("a job has at least one row");
-    Ok((shard, false))
+    let shard = writer
+        .finish_unsynced()?
+        .expect("a job has at least one row");
+    Ok(JobShard::Written(shard))
 }
 
 /// Returns the configuration as the state and the manifest store it, redacted.

@@ -1,20 +1,20 @@
 //! The three output tables, `people`, `bios` and `qa`, as Arrow record batches built row
 //! range by row range.
 
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt32Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use kenning_pipeline::sink::ColumnSettings;
 
 use crate::attribute::Attribute;
-use crate::people::{Generator, Person, Pronoun};
+use crate::people::{Generator, Person};
 use crate::permutation::Permutation;
 use crate::rng::hash;
-use crate::templates::TemplateSet;
-use crate::text;
+use crate::templates::{PersonWords, TemplateSet};
+use crate::text::{self, TextSink, push_decimal};
 
 /// Answer of every question about an unknown person.
 pub const UNKNOWN_ANSWER: &str = "I don't know";
@@ -160,12 +160,50 @@ impl Table {
         columns
     }
 
-    /// Columns whose values rarely repeat, written without dictionary encoding.
-    pub fn plain_columns(self) -> &'static [&'static str] {
+    /// Parquet settings of the columns. Min/max statistics are kept only where the rows are
+    /// sorted by the column: `person_id` in `qa` and `people`, `group`, and `split`, which
+    /// has one value per `qa` file. Elsewhere every page spans nearly the whole range of
+    /// values, so the bounds never let a reader skip anything, while computing them compares
+    /// every value. Long texts and names get plain encoding. Keys and person ids are sorted
+    /// in `qa` and `people`, so they get DELTA_BYTE_ARRAY there.
+    pub fn column_settings(self) -> ColumnSettings<'static> {
         match self {
-            Self::People => &["key", "person_id", "full_name"],
-            Self::Bios => &["key", "person_id", "full_name", "text"],
-            Self::Qa => &["key", "person_id", "full_name", "question"],
+            Self::People => ColumnSettings {
+                plain: &["full_name"],
+                delta: &["key", "person_id"],
+                no_statistics: &[
+                    "key",
+                    "full_name",
+                    "first_name",
+                    "middle_name",
+                    "last_name",
+                    "origin",
+                    "pronoun",
+                    "birth_date",
+                    "birth_city",
+                    "university",
+                    "major",
+                    "employer",
+                    "employer_city",
+                ],
+            },
+            Self::Bios => ColumnSettings {
+                plain: &["key", "person_id", "full_name", "text"],
+                delta: &[],
+                no_statistics: &["key", "person_id", "full_name", "text"],
+            },
+            Self::Qa => ColumnSettings {
+                plain: &["full_name", "question"],
+                delta: &["key", "person_id"],
+                no_statistics: &[
+                    "key",
+                    "full_name",
+                    "attribute",
+                    "question",
+                    "answer",
+                    "preferred",
+                ],
+            },
         }
     }
 
@@ -181,7 +219,15 @@ impl Table {
 
 /// Returns the id of person number `index`.
 pub fn person_id(index: u64) -> String {
-    format!("p{index:09}")
+    let mut id = String::new();
+    push_person_id(&mut id, index);
+    id
+}
+
+/// Appends the id of person number `index`, `p` and at least nine digits, to `out`.
+pub fn push_person_id(out: &mut impl TextSink, index: u64) {
+    out.push_str("p");
+    push_decimal(out, index, 9);
 }
 
 /// Group of a person: training people, held-out people and unknown people.
@@ -239,154 +285,220 @@ impl<'g> TableBuilder<'g> {
 
     /// Builds rows `rows` of `split` of `table`.
     pub fn batch(&self, table: Table, split: &str, rows: Range<u64>) -> RecordBatch {
-        let columns = table.columns().len();
-        let mut builders: Vec<StringBuilder> = (0..columns).map(|_| StringBuilder::new()).collect();
-        let mut variants = UInt32Builder::new();
-        let mut text = String::new();
-        let mut key = String::new();
-        // The QA rows of one person are consecutive, so the person, name and id are built once
-        // per person instead of once per question.
-        let mut qa_person: Option<(Person, String, String)> = None;
-
-        for row in rows {
-            match table {
-                Table::People => {
-                    let person = self.generator.person(row);
-                    self.people_row(&person, &mut builders);
-                }
-                Table::Bios => {
-                    let slot = self.bios_order.apply(row);
-                    let multiplicity = u64::from(self.generator.config.multiplicity);
-                    let person = self.generator.person(slot / multiplicity);
-                    let variant = (slot % multiplicity) as u32;
-                    let name = self.generator.full_name(&person);
-                    let id = person_id(person.index);
-                    key.clear();
-                    write!(key, "{id}/bios/biography/{variant}").expect("a String accepts writes");
-                    builders[0].append_value(&key);
-                    builders[1].append_value(&id);
-                    builders[2].append_value(&name);
-                    variants.append_value(variant);
-                    text.clear();
-                    text::biography(
-                        self.generator,
-                        self.templates,
-                        &person,
-                        &name,
-                        variant,
-                        &mut text,
-                    );
-                    builders[4].append_value(&text);
-                }
-                Table::Qa => {
-                    let questions = Attribute::ALL.len() as u64;
-                    let first_person = match split {
-                        "train" => 0,
-                        "test" => train_people(self.generator),
-                        _ => self.generator.config.people,
-                    };
-                    let index = first_person + row / questions;
-                    if qa_person
-                        .as_ref()
-                        .is_none_or(|(person, _, _)| person.index != index)
-                    {
-                        let person = self.generator.person(index);
-                        let name = self.generator.full_name(&person);
-                        qa_person = Some((person, name, person_id(index)));
-                    }
-                    let (person, name, id) = qa_person.as_ref().expect("set just above");
-                    let attribute = Attribute::ALL[(row % questions) as usize];
-                    let words = QaRow {
-                        person,
-                        name,
-                        id,
-                        attribute,
-                        split,
-                    };
-                    self.qa_row(&words, &mut builders, &mut key, &mut text);
-                }
-            }
-        }
-
-        let arrays: Vec<ArrayRef> = builders
-            .iter_mut()
-            .enumerate()
-            .map(|(i, builder)| -> ArrayRef {
-                if table == Table::Bios && i == 3 {
-                    Arc::new(variants.finish())
-                } else {
-                    Arc::new(builder.finish())
-                }
-            })
-            .collect();
+        let arrays = match table {
+            Table::People => self.people_rows(rows),
+            Table::Bios => self.bios_rows(rows),
+            Table::Qa => self.qa_rows(split, rows),
+        };
         RecordBatch::try_new(table.schema(), arrays).expect("columns match the table schema")
     }
 
-    fn people_row(&self, person: &Person, builders: &mut [StringBuilder]) {
+    fn bios_rows(&self, rows: Range<u64>) -> Vec<ArrayRef> {
         let generator = self.generator;
-        let origin = &generator.names.origins[person.origin];
-        let id = person_id(person.index);
-        let values = [
-            format!("{id}/people/record/0"),
-            id,
-            generator.full_name(person),
-            origin.first[person.first].clone(),
-            origin.first[person.middle].clone(),
-            origin.last[person.last].clone(),
-            origin.name.clone(),
-            match person.pronoun {
-                Pronoun::He => "he".into(),
-                Pronoun::She => "she".into(),
-            },
-        ];
-        for (builder, value) in builders.iter_mut().zip(&values) {
-            builder.append_value(value);
+        let multiplicity = u64::from(generator.config.multiplicity);
+        let count = (rows.end - rows.start) as usize;
+        let mut keys = StringBuilder::with_capacity(count, count * 32);
+        let mut ids = StringBuilder::with_capacity(count, count * 10);
+        let mut names = StringBuilder::with_capacity(count, count * 24);
+        let mut variants = UInt32Builder::with_capacity(count);
+        let mut texts = StringBuilder::with_capacity(count, count * 640);
+        // Name buffers reused from row to row.
+        let mut name = String::new();
+        let mut possessive = String::new();
+
+        for row in rows {
+            let slot = self.bios_order.apply(row);
+            let person = generator.person(slot / multiplicity);
+            let variant = (slot % multiplicity) as u32;
+            name.clear();
+            generator.push_full_name(&person, &mut name);
+            possessive.clear();
+            possessive.push_str(&name);
+            possessive.push_str("'s");
+
+            push_person_id(&mut keys, person.index);
+            keys.push_str("/bios/biography/");
+            push_decimal(&mut keys, u64::from(variant), 1);
+            keys.append_value("");
+            push_person_id(&mut ids, person.index);
+            ids.append_value("");
+            names.append_value(&name);
+            variants.append_value(variant);
+
+            let named = PersonWords {
+                subject: &name,
+                possessive: &possessive,
+                object: &name,
+            };
+            text::biography_named(
+                generator,
+                self.templates,
+                &person,
+                &named,
+                variant,
+                &mut texts,
+            );
+            texts.append_value("");
         }
-        for (offset, attribute) in Attribute::ALL.into_iter().enumerate() {
-            builders[values.len() + offset].append_value(generator.value(person, attribute));
-        }
-        builders[values.len() + Attribute::ALL.len()].append_value(group(generator, person.index));
+
+        vec![
+            Arc::new(keys.finish()),
+            Arc::new(ids.finish()),
+            Arc::new(names.finish()),
+            Arc::new(variants.finish()),
+            Arc::new(texts.finish()),
+        ]
     }
 
-    fn qa_row(
-        &self,
-        row: &QaRow<'_>,
-        builders: &mut [StringBuilder],
-        key: &mut String,
-        question: &mut String,
-    ) {
+    fn qa_rows(&self, split: &str, rows: Range<u64>) -> Vec<ArrayRef> {
         let generator = self.generator;
-        key.clear();
-        write!(key, "{}/qa/{}/0", row.id, row.attribute).expect("a String accepts writes");
-        builders[0].append_value(&key);
-        builders[1].append_value(row.id);
-        builders[2].append_value(row.name);
-        builders[3].append_value(row.attribute.name());
-        question.clear();
-        text::question(
-            generator,
-            self.templates,
-            row.person,
-            row.name,
-            row.attribute,
-            question,
-        );
-        builders[4].append_value(&question);
-        if row.split == "unknown" {
-            builders[5].append_value(UNKNOWN_ANSWER);
-        } else {
-            builders[5].append_value(generator.value(row.person, row.attribute));
+        let questions = Attribute::ALL.len() as u64;
+        let first_person = match split {
+            "train" => 0,
+            "test" => train_people(generator),
+            _ => generator.config.people,
+        };
+        let count = (rows.end - rows.start) as usize;
+        let mut keys = StringBuilder::with_capacity(count, count * 32);
+        let mut ids = StringBuilder::with_capacity(count, count * 10);
+        let mut names = StringBuilder::with_capacity(count, count * 24);
+        let mut attributes = StringBuilder::with_capacity(count, count * 12);
+        let mut texts = StringBuilder::with_capacity(count, count * 64);
+        let mut answers = StringBuilder::with_capacity(count, count * 24);
+        let mut splits = StringBuilder::with_capacity(count, count * 8);
+        let mut preferred = StringBuilder::with_capacity(count, 0);
+        // The QA rows of one person are consecutive, so the person and the name are built once
+        // per person instead of once per question.
+        let mut person: Option<Person> = None;
+        let mut name = String::new();
+
+        for row in rows {
+            let index = first_person + row / questions;
+            let person = match &person {
+                Some(person) if person.index == index => person,
+                _ => {
+                    let drawn = generator.person(index);
+                    name.clear();
+                    generator.push_full_name(&drawn, &mut name);
+                    person.insert(drawn)
+                }
+            };
+            let attribute = Attribute::ALL[(row % questions) as usize];
+
+            push_person_id(&mut keys, index);
+            keys.push_str("/qa/");
+            keys.push_str(attribute.name());
+            keys.push_str("/0");
+            keys.append_value("");
+            push_person_id(&mut ids, index);
+            ids.append_value("");
+            names.append_value(&name);
+            attributes.append_value(attribute.name());
+            text::question(
+                generator,
+                self.templates,
+                person,
+                &name,
+                attribute,
+                &mut texts,
+            );
+            texts.append_value("");
+            if split == "unknown" {
+                answers.append_value(UNKNOWN_ANSWER);
+            } else {
+                generator.push_value(person, attribute, &mut answers);
+                answers.append_value("");
+            }
+            splits.append_value(split);
+            preferred.append_option(generator.preferred_value(person, attribute));
         }
-        builders[6].append_value(row.split);
-        builders[7].append_option(generator.preferred_value(row.person, row.attribute));
+
+        vec![
+            Arc::new(keys.finish()),
+            Arc::new(ids.finish()),
+            Arc::new(names.finish()),
+            Arc::new(attributes.finish()),
+            Arc::new(texts.finish()),
+            Arc::new(answers.finish()),
+            Arc::new(splits.finish()),
+            Arc::new(preferred.finish()),
+        ]
+    }
+
+    fn people_rows(&self, rows: Range<u64>) -> Vec<ArrayRef> {
+        let generator = self.generator;
+        let count = (rows.end - rows.start) as usize;
+        let columns = Table::People.columns().len();
+        let mut builders: Vec<StringBuilder> = (0..columns)
+            .map(|_| StringBuilder::with_capacity(count, count * 16))
+            .collect();
+
+        for row in rows {
+            let person = generator.person(row);
+            let origin = &generator.names.origins[person.origin];
+            let [
+                key,
+                id,
+                name,
+                first,
+                middle,
+                last,
+                origin_name,
+                pronoun,
+                values @ ..,
+                group,
+            ] = builders.as_mut_slice()
+            else {
+                unreachable!("the people table has {columns} columns");
+            };
+
+            push_person_id(key, person.index);
+            key.push_str("/people/record/0");
+            key.append_value("");
+            push_person_id(id, person.index);
+            id.append_value("");
+            generator.push_full_name(&person, name);
+            name.append_value("");
+            first.append_value(&origin.first[person.first]);
+            middle.append_value(&origin.first[person.middle]);
+            last.append_value(&origin.last[person.last]);
+            origin_name.append_value(&origin.name);
+            pronoun.append_value(person.pronoun.subject());
+            for (builder, attribute) in values.iter_mut().zip(Attribute::ALL) {
+                generator.push_value(&person, attribute, builder);
+                builder.append_value("");
+            }
+            group.append_value(self::group(generator, person.index));
+        }
+
+        builders
+            .iter_mut()
+            .map(|builder| Arc::new(builder.finish()) as ArrayRef)
+            .collect()
     }
 }
 
-/// One QA row: a question about one attribute of one person.
-struct QaRow<'a> {
-    person: &'a Person,
-    name: &'a str,
-    id: &'a str,
-    attribute: Attribute,
-    split: &'a str,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_settings_name_real_columns() {
+        for table in Table::ALL {
+            let names: Vec<&str> = table.columns().iter().map(|column| column.0).collect();
+            let settings = table.column_settings();
+            for name in settings
+                .plain
+                .iter()
+                .chain(settings.delta)
+                .chain(settings.no_statistics)
+            {
+                assert!(
+                    names.contains(name),
+                    "{} has no column `{name}`",
+                    table.name()
+                );
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::attribute::Attribute;
 use crate::error::BiosError;
+use crate::text::TextSink;
 
 macro_rules! builtin {
     ($kind:literal) => {
@@ -234,9 +235,10 @@ pub fn render(
     first: &PersonWords<'_>,
     rest: &PersonWords<'_>,
     value: &str,
-    out: &mut String,
+    out: &mut impl TextSink,
 ) {
-    let start = out.len();
+    // Nothing has been appended yet, so the next text or person placeholder starts the sentence.
+    let mut at_start = true;
     let mut named = false;
     for piece in &template.pieces {
         let words = if named { rest } else { first };
@@ -251,18 +253,22 @@ pub fn render(
         // Values are written as the pool has them ("eBay" stays "eBay") so that the
         // biography contains the exact value.
         let is_value = matches!(piece, Piece::Value | Piece::Name);
-        if out.len() == start && !is_value {
+        if at_start && !is_value {
             capitalize_into(text, out);
         } else {
             out.push_str(text);
         }
+        at_start &= text.is_empty();
     }
 }
 
-fn capitalize_into(text: &str, out: &mut String) {
+fn capitalize_into(text: &str, out: &mut impl TextSink) {
     let mut chars = text.chars();
     if let Some(first) = chars.next() {
-        out.extend(first.to_uppercase());
+        let mut buffer = [0; 4];
+        for upper in first.to_uppercase() {
+            out.push_str(upper.encode_utf8(&mut buffer));
+        }
         out.push_str(chars.as_str());
     }
 }

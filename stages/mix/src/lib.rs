@@ -24,7 +24,7 @@ use kenning_pipeline::fsutil;
 use kenning_pipeline::manifest::{ShardEntry, SplitEntry, shard_entries};
 use kenning_pipeline::resume::{ResumeError, Start, StatePaths, Status, now_rfc3339};
 use kenning_pipeline::sink::finalize;
-use kenning_pipeline::sink::{ShardOptions, ShardWriter, SinkError};
+use kenning_pipeline::sink::{ColumnSettings, ShardOptions, ShardWriter, SinkError};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -344,7 +344,10 @@ pub fn run(config: MixConfig, output: MixOutput, restart: bool) -> Result<MixSum
         schema(),
         options,
         0,
-        &["key", "text"],
+        &ColumnSettings {
+            plain: &["key", "text"],
+            ..ColumnSettings::default()
+        },
     )?;
     let mut finished = Vec::new();
     for bucket in 0..buckets {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::record::Record;
 use crate::schema::{ColumnType, RecordSchema};
 use journal::Journal;
-pub use writer::{FinishedShard, ShardOptions, ShardWriter};
+pub use writer::{ColumnSettings, FinishedShard, ShardOptions, ShardWriter, UnsyncedShard};
 
 /// Failure while writing, reading back or recovering shards.
 #[derive(Debug, thiserror::Error)]

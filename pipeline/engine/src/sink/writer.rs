@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -72,21 +72,47 @@ impl ShardOptions {
         Ok(())
     }
 
-    /// Builds the Parquet writer settings. `plain_columns` are written without dictionary
-    /// encoding: for columns whose values rarely repeat (keys, texts) a dictionary only costs
-    /// time and is dropped by the writer anyway once it grows past its page limit.
-    fn writer_properties(&self, plain_columns: &[&str]) -> Result<WriterProperties, SinkError> {
+    /// Builds the Parquet writer settings, with the per-column settings of `columns`.
+    fn writer_properties(
+        &self,
+        columns: &ColumnSettings<'_>,
+    ) -> Result<WriterProperties, SinkError> {
         let level = ZstdLevel::try_new(self.zstd_level)?;
         let mut builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes.as_u64() as usize))
             .set_created_by(format!("kenning {}", env!("CARGO_PKG_VERSION")));
-        for column in plain_columns {
+        for column in columns.plain {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        for column in columns.delta {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(*column), false)
+                .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BYTE_ARRAY);
+        }
+        for column in columns.no_statistics {
+            builder = builder
+                .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
         }
         Ok(builder.build())
     }
+}
+
+/// Parquet settings of some columns of a table, by column name. A column that no list names
+/// keeps the Parquet writer's defaults: dictionary encoding and min/max statistics per page.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ColumnSettings<'a> {
+    /// Columns whose values rarely repeat, written with plain encoding. For them a dictionary
+    /// only costs time, and the writer drops it anyway once it grows past its page limit.
+    pub plain: &'a [&'a str],
+    /// Byte-array columns whose neighbouring values share long prefixes, such as sorted keys,
+    /// written with DELTA_BYTE_ARRAY: each value is stored as the length of the prefix it
+    /// shares with the previous value plus the rest, so zstd gets far fewer bytes.
+    pub delta: &'a [&'a str],
+    /// Columns written without min/max statistics. Comparing every value costs time, and for
+    /// long texts or shuffled keys the bounds never let a reader skip a page or row group.
+    pub no_statistics: &'a [&'a str],
 }
 
 /// A complete shard in the staging folder.
@@ -157,7 +183,10 @@ impl ShardWriter {
         options: ShardOptions,
         first_index: u32,
     ) -> Result<Self, SinkError> {
-        let properties = options.writer_properties(&["key", "text"])?;
+        let properties = options.writer_properties(&ColumnSettings {
+            plain: &["key", "text"],
+            ..ColumnSettings::default()
+        })?;
         // Sizes are checked once per batch, so a batch is kept well below the shard and row
         // group limits. Otherwise a small shard would overshoot its target by a whole batch.
         let batch_rows = BATCH_ROWS.min(options.row_group_rows);
@@ -180,17 +209,16 @@ impl ShardWriter {
 
     /// Creates a writer that takes whole record batches of `schema` through
     /// [`ShardWriter::write_batch`], for tables that do not have the record columns.
-    /// `plain_columns` are written without dictionary encoding, for columns whose values
-    /// rarely repeat.
+    /// `columns` sets the encoding and statistics of the columns it names.
     pub fn for_batches(
         dir: &Path,
         name: &str,
         schema: SchemaRef,
         options: ShardOptions,
         first_index: u32,
-        plain_columns: &[&str],
+        columns: &ColumnSettings<'_>,
     ) -> Result<Self, SinkError> {
-        let properties = options.writer_properties(plain_columns)?;
+        let properties = options.writer_properties(columns)?;
         Ok(Self {
             batch_rows: 0,
             batch_bytes: 0,
@@ -248,14 +276,25 @@ impl ShardWriter {
     }
 
     /// Writes the buffered rows and completes the open shard, unless it is empty.
-    pub fn finish(mut self) -> Result<Option<FinishedShard>, SinkError> {
+    pub fn finish(self) -> Result<Option<FinishedShard>, SinkError> {
+        match self.finish_unsynced()? {
+            Some(shard) => shard.sync().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the buffered rows and the footer of the open shard, unless it is empty, and
+    /// returns it before the slow part of completing it: the fsync and the rename to its
+    /// staged name. [`UnsyncedShard::sync`] does that part, on another thread if the caller
+    /// wants to keep generating rows meanwhile.
+    pub fn finish_unsynced(mut self) -> Result<Option<UnsyncedShard>, SinkError> {
         if let Some(buffer) = self.batch.as_mut().filter(|b| b.rows() > 0) {
             let batch = buffer.finish()?;
             self.open_shard()?.write(&batch)?;
             self.open.as_mut().expect("shard was just opened").rows += batch.num_rows() as u64;
         }
         match self.open.take() {
-            Some(open) => self.close(open).map(Some),
+            Some(open) => self.close_unsynced(open).map(Some),
             None => Ok(None),
         }
     }
@@ -305,26 +344,57 @@ impl ShardWriter {
     }
 
     fn close(&mut self, open: OpenShard) -> Result<FinishedShard, SinkError> {
+        self.close_unsynced(open)?.sync()
+    }
+
+    fn close_unsynced(&mut self, open: OpenShard) -> Result<UnsyncedShard, SinkError> {
+        let sink = open.writer.into_inner()?;
+        Ok(UnsyncedShard {
+            split: self.split.clone(),
+            index: open.index,
+            tmp_path: open.tmp_path,
+            path: self.dir.join(staged_name(&self.split, open.index)),
+            rows: open.rows,
+            sink,
+        })
+    }
+}
+
+/// A shard whose bytes are all written to its temporary file, but not yet fsynced nor renamed
+/// to its staged name. Until [`UnsyncedShard::sync`] returns, a crash loses it and a resumed
+/// run writes it again.
+pub struct UnsyncedShard {
+    split: String,
+    index: u32,
+    tmp_path: PathBuf,
+    path: PathBuf,
+    rows: u64,
+    sink: HashingFile,
+}
+
+impl UnsyncedShard {
+    /// Fsyncs the file, renames it to its staged name and fsyncs the folder.
+    pub fn sync(self) -> Result<FinishedShard, SinkError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SinkError::Io { path, source }
         };
 
-        let sink = open.writer.into_inner()?;
-        sink.file.sync_all().map_err(io_error(&open.tmp_path))?;
+        self.sink
+            .file
+            .sync_all()
+            .map_err(io_error(&self.tmp_path))?;
+        fs::rename(&self.tmp_path, &self.path).map_err(io_error(&self.path))?;
+        fsutil::sync_parent(&self.path).map_err(io_error(&self.path))?;
 
-        let path = self.dir.join(staged_name(&self.split, open.index));
-        fs::rename(&open.tmp_path, &path).map_err(io_error(&path))?;
-        fsutil::sync_parent(&path).map_err(io_error(&path))?;
-
-        tracing::debug!(split = %self.split, index = open.index, rows = open.rows, bytes = sink.bytes, "shard finished");
+        tracing::debug!(split = %self.split, index = self.index, rows = self.rows, bytes = self.sink.bytes, "shard finished");
         Ok(FinishedShard {
-            split: self.split.clone(),
-            index: open.index,
-            path,
-            rows: open.rows,
-            bytes: sink.bytes,
-            sha256: hex::encode(sink.hasher.finalize()),
+            split: self.split,
+            index: self.index,
+            path: self.path,
+            rows: self.rows,
+            bytes: self.sink.bytes,
+            sha256: hex::encode(self.sink.hasher.finalize()),
         })
     }
 }
