@@ -15,7 +15,7 @@ setup:
     if ! "{{python}}" -c "import pyarrow, duckdb" 2>/dev/null; then
         "{{python}}" -m pip install --quiet --disable-pip-version-check pyarrow duckdb
     fi
-    KENNING_PYTHON="{{python}}" cargo run -q -p kenning -- model fetch
+    KENNING_PYTHON="{{python}}" cargo run -p kenning -- model fetch
 
 # Build the kenning binary.
 build:
