@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from run_shard_bench import cargo_lock_version, command_output, cpu_model, load_average, memory_gib
+from page import update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
@@ -249,18 +250,8 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
 
 
 def update_page(page: Path, section: str) -> None:
-    """Replace the augment section of `page`, or append it when the page has none."""
-    text = page.read_text()
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
-    if start != -1 and end > start:
-        end += len(END_MARKER)
-        if text[end : end + 1] == "\n":
-            end += 1
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    page.write_text(text)
+    """Replace this benchmark's section of `page`, or append it when the page has none."""
+    update_section(page, SECTION, section)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from page import update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_BINARY = ROOT / "target/release/examples/shard_bench"
@@ -178,18 +179,8 @@ The table shows the run with the median time, and the highest peak RSS of all ru
 
 
 def update_page(page: Path, section: str) -> None:
-    """Replace the shard-writer section of `page`, or append it when the page has none."""
-    text = page.read_text() if page.exists() else PAGE_HEADER
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
-    if start != -1 and end > start:
-        end += len(END_MARKER)
-        if text[end : end + 1] == "\n":
-            end += 1
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    page.write_text(text)
+    """Replace this benchmark's section of `page`, or append it when the page has none."""
+    update_section(page, SECTION, section)
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from run_shard_bench import cpu_model
+from page import update_section
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-bench-train"
@@ -96,18 +97,8 @@ after {args.warmup} untimed ones.
 
 
 def update_page(page: Path, section: str) -> None:
-    """Replace the train section of `page`, or append it when the page has none."""
-    text = page.read_text()
-    start = text.find(START_MARKER)
-    end = text.find(END_MARKER)
-    if start != -1 and end > start:
-        end += len(END_MARKER)
-        if text[end : end + 1] == "\n":
-            end += 1
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    page.write_text(text)
+    """Replace this benchmark's section of `page`, or append it when the page has none."""
+    update_section(page, SECTION, section)
 
 
 def main() -> int:
