@@ -6,8 +6,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use kenning_local::{GenerateRequest, LocalModel, Message, Prompt, SamplingParams};
+use kenning_train::eval::normalize;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,9 +32,9 @@ pub struct QaSummary {
     pub model: String,
     pub passages: usize,
     pub questions: usize,
-    /// Share of predictions equal to a gold answer after normalization.
+    /// Share of predictions equal to an accepted answer after normalization.
     pub exact: f64,
-    /// Share of predictions that contain a normalized gold answer, the headline figure.
+    /// Share of predictions that contain a normalized accepted answer, the headline figure.
     pub contains: f64,
     pub seconds: f64,
 }
@@ -153,8 +154,8 @@ fn answer_all(
 /// Reads questions from the flattened layout `[{title, context, questions: [{question, answer}]}]`
 /// or the official nested SQuAD layout, from the first `limit` passages.
 pub fn read_questions(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<Question>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
 
@@ -188,7 +189,12 @@ pub fn read_questions(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<
     for (p, (title, questions)) in passages.into_iter().enumerate() {
         for (q, item) in questions.iter().enumerate() {
             let question = item["question"].as_str().with_context(|| {
-                format!("{}: passage {}, question {}: no `question` string", path.display(), p + 1, q + 1)
+                format!(
+                    "{}: passage {}, question {}: no `question` string",
+                    path.display(),
+                    p + 1,
+                    q + 1
+                )
             })?;
             let mut answers: Vec<String> = Vec::new();
             if let Some(answer) = item["answer"].as_str() {
@@ -214,32 +220,18 @@ pub fn read_questions(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<
     Ok(out)
 }
 
-/// SQuAD's normalization: lower case, no punctuation, no articles, single spaces.
-pub fn normalize(text: &str) -> String {
-    let lowered: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' })
-        .collect();
-    lowered
-        .split_whitespace()
-        .filter(|word| !matches!(*word, "a" | "an" | "the"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
+/// Returns true when the prediction equals one of the gold answers after SQuAD's normalization.
 pub fn exact_match(prediction: &str, answers: &[String]) -> bool {
-    let prediction = normalize(prediction);
-    answers.iter().any(|a| normalize(a) == prediction)
+    answers
+        .iter()
+        .any(|gold| normalize::exact_match(prediction, gold))
 }
 
-/// True when a normalized gold answer appears in the normalized prediction as whole words.
+/// Returns true when a normalized gold answer appears in the normalized prediction as whole words.
 pub fn contains_match(prediction: &str, answers: &[String]) -> bool {
-    let prediction = format!(" {} ", normalize(prediction));
-    answers.iter().any(|answer| {
-        let answer = normalize(answer);
-        !answer.is_empty() && prediction.contains(&format!(" {answer} "))
-    })
+    answers
+        .iter()
+        .any(|gold| normalize::contains_match(prediction, gold))
 }
 
 #[cfg(test)]
@@ -248,7 +240,10 @@ mod tests {
 
     #[test]
     fn normalize_drops_case_punctuation_and_articles() {
-        assert_eq!(normalize("The  Eiffel-Tower!"), "eiffel tower");
+        assert_eq!(
+            normalize::normalize_answer("The  Eiffel-Tower!"),
+            "eiffel tower"
+        );
     }
 
     #[test]
