@@ -156,7 +156,11 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> 
         })?;
         headers.insert(name.trim().to_string(), value.trim().to_string());
     }
-    let local_model = if local { Some(args.local.load()?) } else { None };
+    let local_model = if local {
+        Some(args.local.load()?)
+    } else {
+        None
+    };
     let model_name = match &local_model {
         Some(model) => model.info().name.clone(),
         None => args.model.clone().unwrap_or_default(),

@@ -83,7 +83,7 @@ pub struct QaArgs {
     #[command(flatten)]
     pub model: LocalModelArgs,
 
-    /// Longest answer in tokens.
+    /// Maximum tokens generated per question.
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
 
@@ -95,7 +95,7 @@ pub struct QaArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// Accepted for workflow files; answers are always recomputed.
+    /// Accepted for workflow files. Every question is generated again on each run.
     #[arg(long, hide = true)]
     pub restart: bool,
 }

@@ -75,12 +75,16 @@ impl Backend for LocalBackend {
             // The stage always sends a seed for the local provider; 0 covers a body without one.
             let request =
                 openai::parse_request(endpoint, body, 0).map_err(BackendError::Invalid)?;
-            let generation = self.model.generate(request).await.map_err(|error| match error {
-                LocalError::WorkerStopped | LocalError::Compute(_) => {
-                    BackendError::Unavailable(error.to_string())
-                }
-                other => BackendError::Invalid(other.to_string()),
-            })?;
+            let generation = self
+                .model
+                .generate(request)
+                .await
+                .map_err(|error| match error {
+                    LocalError::WorkerStopped | LocalError::Compute(_) => {
+                        BackendError::Unavailable(error.to_string())
+                    }
+                    other => BackendError::Invalid(other.to_string()),
+                })?;
             Ok(Completion {
                 text: generation.text,
                 finish_reason: Some(generation.finish_reason.as_str().to_string()),

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kenning_local::openai::{self, Endpoint};
 use kenning_local::{LocalError, LocalModel};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::cli::{ModelCommand, ServeArgs};
@@ -58,7 +58,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let address = listener.local_addr()?;
         // The address goes to stdout so that scripts and tests can read the port.
-        println!("listening on http://{address}/v1 (model {})", model.info().name);
+        println!(
+            "listening on http://{address}/v1 (model {})",
+            model.info().name
+        );
         std::io::stdout().flush()?;
         tracing::info!(%address, model = %model.info().name, "serving the local model");
 
@@ -94,12 +97,17 @@ impl Server {
             (_, path) => {
                 return error(
                     StatusCode::NOT_FOUND,
-                    &format!("no route {path}; use /v1/models, /v1/chat/completions or /v1/completions"),
+                    &format!(
+                        "no route {path}; use /v1/models, /v1/chat/completions or /v1/completions"
+                    ),
                 );
             }
         };
 
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => body.to_bytes(),
             Err(_) => {
                 return error(
@@ -110,10 +118,18 @@ impl Server {
         };
         let body: Value = match serde_json::from_slice(&body) {
             Ok(body) => body,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body is not JSON: {e}"),
+                );
+            }
         };
         if body.get("stream").and_then(Value::as_bool) == Some(true) {
-            return error(StatusCode::BAD_REQUEST, "`stream: true` is not supported; send stream: false");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`stream: true` is not supported; send stream: false",
+            );
         }
         let request = match openai::parse_request(endpoint, &body, random_seed()) {
             Ok(request) => request,
@@ -127,7 +143,8 @@ impl Server {
                     Endpoint::Chat => format!("chatcmpl-{number}"),
                     Endpoint::Completions => format!("cmpl-{number}"),
                 };
-                let body = openai::response(endpoint, &id, &self.model.info().name, now(), &generation);
+                let body =
+                    openai::response(endpoint, &id, &self.model.info().name, now(), &generation);
                 json_response(StatusCode::OK, &body)
             }
             Err(e @ (LocalError::WorkerStopped | LocalError::Compute(_))) => {
@@ -171,7 +188,10 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     } else {
         "invalid_request_error"
     };
-    json_response(status, &json!({"error": {"message": message, "type": kind}}))
+    json_response(
+        status,
+        &json!({"error": {"message": message, "type": kind}}),
+    )
 }
 
 fn now() -> u64 {

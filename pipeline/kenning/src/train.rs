@@ -99,7 +99,9 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot delete {} for --restart", args.out.display()))?;
     }
     if args.export_gguf && args.init_gguf.is_none() {
-        anyhow::bail!("--export-gguf needs --init-gguf: the GGUF file's metadata (tokenizer, chat template) is copied from the initial model");
+        anyhow::bail!(
+            "--export-gguf needs --init-gguf: the GGUF file's metadata (tokenizer, chat template) is copied from the initial model"
+        );
     }
     let (base_path, initial) = match &args.init_gguf {
         Some(name) => {
@@ -155,7 +157,11 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
 const EVAL_PROBES: usize = 200;
 
 /// Measures what the trained model recalls of the biographies and prints it.
-fn evaluate_bios(trained: &kenning_train::run::Trained, bios: &std::path::Path, run_dir: &std::path::Path) -> anyhow::Result<()> {
+fn evaluate_bios(
+    trained: &kenning_train::run::Trained,
+    bios: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     use kenning_train::eval::{BiosData, accuracy, qa_probes, storage_probes};
 
     let data = BiosData::read(bios)?;
@@ -200,7 +206,11 @@ struct BaseModel {
 
 /// Loads a GGUF model as trainable weights, sets the model shape and the tokenizer of `config`
 /// from it, and writes its tokenizer into the run directory.
-fn base_model(name: &str, config: &mut TrainConfig, run_dir: &std::path::Path) -> anyhow::Result<BaseModel> {
+fn base_model(
+    name: &str,
+    config: &mut TrainConfig,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<BaseModel> {
     let path = if name == "default" {
         kenning_local::fetch::ensure_default_model(&crate::local::python(), None)?
     } else {
@@ -236,7 +246,11 @@ fn base_model(name: &str, config: &mut TrainConfig, run_dir: &std::path::Path) -
         .save(&tokenizer_path, false)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tokenizer_path.display()))?;
     config.tokenizer.path = Some(tokenizer_path);
-    if tokenizer.plain().token_to_id(&config.tokenizer.eos_token).is_none() {
+    if tokenizer
+        .plain()
+        .token_to_id(&config.tokenizer.eos_token)
+        .is_none()
+    {
         config.tokenizer.eos_token = "<|endoftext|>".into();
     }
     Ok(BaseModel { path, model })

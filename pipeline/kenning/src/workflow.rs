@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -90,7 +90,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let file: WorkflowFile = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("invalid workflow file {}: {e}", args.config.display()))?;
 
-    let out = args.out.clone().unwrap_or_else(|| file.workflow.out.clone());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| file.workflow.out.clone());
     let input = args.input.clone().or_else(|| file.workflow.input.clone());
     let mut values: BTreeMap<String, Option<String>> = BTreeMap::new();
     values.insert("out".into(), Some(out.display().to_string()));
@@ -99,18 +102,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut planned = Vec::with_capacity(file.steps.len());
     for (index, step) in file.steps.iter().enumerate() {
-        let context = || format!("{}: step {} (`{}`)", args.config.display(), index + 1, step.name);
+        let context = || {
+            format!(
+                "{}: step {} (`{}`)",
+                args.config.display(),
+                index + 1,
+                step.name
+            )
+        };
         if values.contains_key(&step.name) || step.name.is_empty() {
-            bail!("{}: the step name is empty, reserved or used twice", context());
+            bail!(
+                "{}: the step name is empty, reserved or used twice",
+                context()
+            );
         }
         if matches!(step.command.as_str(), "run" | "serve" | "model") {
-            bail!("{}: `{}` cannot be a workflow step", context(), step.command);
+            bail!(
+                "{}: `{}` cannot be a workflow step",
+                context(),
+                step.command
+            );
         }
         let step_out = out.join(&step.name);
         let argv = command_line(step, &values, &step_out, &args).with_context(context)?;
-        let cli = Cli::try_parse_from(&argv).map_err(|e| {
-            anyhow::anyhow!("{}: {}", context(), e.render().to_string().trim_end())
-        })?;
+        let cli = Cli::try_parse_from(&argv)
+            .map_err(|e| anyhow::anyhow!("{}: {}", context(), e.render().to_string().trim_end()))?;
         values.insert(step.name.clone(), Some(step_out.display().to_string()));
         planned.push(Planned {
             name: step.name.clone(),
@@ -133,17 +149,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             step.argv[..].join(" ")
         );
         let step_started = Instant::now();
-        crate::execute(step.command)
-            .with_context(|| format!("workflow step `{}` failed; fix it and run the same command again to resume", step.name))?;
+        crate::execute(step.command).with_context(|| {
+            format!(
+                "workflow step `{}` failed; fix it and run the same command again to resume",
+                step.name
+            )
+        })?;
         tracing::info!(step = %step.name, seconds = step_started.elapsed().as_secs_f64(), "step finished");
         folders.push((step.name.clone(), out.join(&step.name)));
     }
 
-    println!("\nWorkflow finished in {:.0} s. Outputs:", started.elapsed().as_secs_f64());
+    println!(
+        "\nWorkflow finished in {:.0} s. Outputs:",
+        started.elapsed().as_secs_f64()
+    );
     for (name, folder) in &folders {
         println!("  {name:<14} {}", folder.display());
     }
-    let results: Vec<String> = folders.iter().filter_map(|(name, folder)| headline(name, folder)).collect();
+    let results: Vec<String> = folders
+        .iter()
+        .filter_map(|(name, folder)| headline(name, folder))
+        .collect();
     if !results.is_empty() {
         println!("Results:");
         for line in results {
@@ -171,7 +197,10 @@ fn headline(name: &str, folder: &Path) -> Option<String> {
     let rate = |key: &str| -> Option<String> {
         let correct = eval[key]["correct"].as_u64()?;
         let total = eval[key]["total"].as_u64()?;
-        Some(format!("{:.1}% ({correct}/{total})", correct as f64 * 100.0 / total.max(1) as f64))
+        Some(format!(
+            "{:.1}% ({correct}/{total})",
+            correct as f64 * 100.0 / total.max(1) as f64
+        ))
     };
     Some(format!(
         "{name:<14} biography attribute recall {}, held-out QA {}",
@@ -206,8 +235,8 @@ fn command_line(
                 Value::Boolean(true) => argv.push(flag.clone()),
                 Value::Boolean(false) => {}
                 Value::String(text) => {
-                    if let Some(text) = substitute(text, values)
-                        .with_context(|| format!("in `{key}`"))?
+                    if let Some(text) =
+                        substitute(text, values).with_context(|| format!("in `{key}`"))?
                     {
                         argv.push(flag.clone());
                         argv.push(text);
@@ -241,7 +270,10 @@ fn command_line(
 
 /// Replaces `{NAME}` placeholders. Returns `None` when the whole value is an unset `{input}` or
 /// `{limit}`, so that the flag is left out.
-fn substitute(text: &str, values: &BTreeMap<String, Option<String>>) -> anyhow::Result<Option<String>> {
+fn substitute(
+    text: &str,
+    values: &BTreeMap<String, Option<String>>,
+) -> anyhow::Result<Option<String>> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find('{') {
@@ -281,7 +313,9 @@ mod tests {
     #[test]
     fn substitute_fills_step_folders() {
         assert_eq!(
-            substitute("{bios}/data/bios", &values()).unwrap().as_deref(),
+            substitute("{bios}/data/bios", &values())
+                .unwrap()
+                .as_deref(),
             Some("o/bios/data/bios")
         );
     }
@@ -294,7 +328,9 @@ mod tests {
 
     #[test]
     fn substitute_names_the_unknown_step() {
-        let error = substitute("{later}/data", &values()).unwrap_err().to_string();
+        let error = substitute("{later}/data", &values())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("later"), "{error}");
         assert!(error.contains("bios"), "{error}");
     }

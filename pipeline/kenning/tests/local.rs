@@ -88,7 +88,14 @@ fn local_provider_and_serve_store_the_same_rows() {
     let http = augment(
         &input,
         &dir.path().join("http"),
-        &["--provider", "openai", "--base-url", &served.base_url, "--model", "smollm2"],
+        &[
+            "--provider",
+            "openai",
+            "--base-url",
+            &served.base_url,
+            "--model",
+            "smollm2",
+        ],
     );
     drop(served);
 
@@ -118,7 +125,11 @@ fn serve_lists_models_and_rejects_bad_requests() {
     assert!(models.starts_with("HTTP/1.1 200"), "{models}");
     assert!(models.contains("SmolLM2-135M-Instruct"), "{models}");
 
-    let bad = http_request(host, &format!("/{rest}/chat/completions"), Some("{\"messages\": 3}"));
+    let bad = http_request(
+        host,
+        &format!("/{rest}/chat/completions"),
+        Some("{\"messages\": 3}"),
+    );
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     assert!(bad.contains("messages"), "{bad}");
 

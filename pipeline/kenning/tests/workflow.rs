@@ -34,7 +34,13 @@ fn quickstart_quick_writes_readable_shards() {
     let out = dir.path().join("quickstart");
     let run = common::kenning()
         .current_dir(repository())
-        .args(["run", "configs/quickstart.toml", "--quick", "--no-progress", "--out"])
+        .args([
+            "run",
+            "configs/quickstart.toml",
+            "--quick",
+            "--no-progress",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -49,7 +55,10 @@ fn quickstart_quick_writes_readable_shards() {
     assert_eq!(manifest["stages"][0]["failed"], 0, "{manifest}");
     let rows = common::read_rows(&out.join("spa-articles"));
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| !r["text"].as_str().unwrap().trim().is_empty()));
+    assert!(
+        rows.iter()
+            .all(|r| !r["text"].as_str().unwrap().trim().is_empty())
+    );
 
     let eval: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("train/eval.json")).unwrap())
@@ -63,11 +72,21 @@ fn quickstart_quick_writes_readable_shards() {
     // A second run resumes: every step finds its work done.
     let again = common::kenning()
         .current_dir(repository())
-        .args(["run", "configs/quickstart.toml", "--quick", "--no-progress", "--out"])
+        .args([
+            "run",
+            "configs/quickstart.toml",
+            "--quick",
+            "--no-progress",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let rows_again = common::read_rows(&out.join("spa-articles"));
     assert_eq!(rows_again, rows);
 }
@@ -81,7 +100,13 @@ fn unknown_step_reference_fails_before_any_step() {
         "[workflow]\nout = \"x\"\n\n[[steps]]\nname = \"a\"\ncommand = \"bios\"\nargs = { people = 10, names = \"{later}/names.txt\" }\n",
     );
     let out = dir.path().join("out");
-    let run = common::run(["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    run.assert_failure().assert_stderr_contains("{later} names no earlier step");
+    let run = common::run([
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    run.assert_failure()
+        .assert_stderr_contains("{later} names no earlier step");
     assert!(!out.exists());
 }

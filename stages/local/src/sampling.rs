@@ -168,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn top_k_and_min_p_of_one_pick_the_argmax() {
+    fn top_k_and_min_p_one_are_greedy() {
         let logits = [0.5, 0.2, 4.0, 3.9];
         let mut top_k = Sampler::new(SamplingParams {
             top_k: 1,

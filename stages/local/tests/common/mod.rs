@@ -21,7 +21,7 @@ pub fn model_path() -> PathBuf {
     .clone()
 }
 
-/// The default model, loaded once per test binary.
+/// Returns the default model, loaded once per test binary.
 pub fn model() -> LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
     MODEL
@@ -29,7 +29,7 @@ pub fn model() -> LocalModel {
         .clone()
 }
 
-/// The repository's `../shared` folder.
+/// Returns the folder of shared test data beside the repository.
 pub fn shared() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
 }
