@@ -140,9 +140,10 @@ def render(args: argparse.Namespace, runs: dict, llama: dict | None) -> str:
 
 Prompt of {default['prompt_tokens']} tokens, {args.new_tokens} generated tokens per request, {args.threads} threads,
 temperature 0.8 for kenning and greedy for llama.cpp (sampling costs the same either way at this
-size). Prefill is tokens/s of one prompt; decode is generated tokens/s after the prompt; batch
-runs {args.batch} requests at once and counts all their generated tokens over the wall time minus
-their prefills. Peak RSS is the whole process.
+size). Prefill is tokens/s of one prompt. Decode is generated tokens/s of the decoding steps,
+sampling included, from the worker's own step counters; batch runs {args.batch} requests at once,
+so each step produces {args.batch} tokens. llama.cpp's decode is its generated tokens over the time
+after its prompt. Peak RSS is the whole process.
 
 | Generator | Prefill tok/s | Decode tok/s, 1 stream | Decode tok/s, batch {args.batch} | Peak RSS MB | Load at start |
 |---|---|---|---|---|---|

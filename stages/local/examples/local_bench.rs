@@ -5,6 +5,11 @@
 
 use std::time::Instant;
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use cpu::cpu_seconds;
+
 use kenning_local::{
     GenerateRequest, LoadOptions, LocalModel, Prompt, SamplingParams, WeightFormat,
 };
@@ -60,19 +65,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Prefill: a one-token generation is almost all prompt processing.
     let started = Instant::now();
+    let cpu = cpu_seconds();
     model.generate_blocking(request(1, 1))?;
     let prefill_tps = prompt_len as f64 / started.elapsed().as_secs_f64();
+    let prefill_cpu = cpu_seconds() - cpu;
 
-    // Single stream decode: time beyond the prefill, per generated token.
-    let started = Instant::now();
-    let one = model.generate_blocking(request(2, new_tokens))?;
-    let single_s = started.elapsed().as_secs_f64() - prompt_len as f64 / prefill_tps;
-    let single_decode_tps = one.completion_tokens as f64 / single_s;
+    // Single stream decode, from the worker's counters of decoding steps (prompt steps and
+    // the queue excluded).
+    let before = model.decode_stats();
+    let cpu = cpu_seconds();
+    model.generate_blocking(request(2, new_tokens))?;
+    let single_cpu = cpu_seconds() - cpu - prefill_cpu;
+    let single = model.decode_stats().since(&before);
+    let single_decode_tps = single.tokens_per_second();
 
-    // Batch: `batch` requests submitted at once, generated tokens over the whole wall time
-    // minus the prefills (which run one prompt at a time).
+    // Batch: `batch` requests submitted at once. Their prompts run one at a time as they
+    // arrive, then each step decodes every admitted request; the rate counts decoding steps
+    // only (`batch_steps` near `new_tokens` means the requests shared nearly every step).
     let runtime = tokio_runtime()?;
+    let before = model.decode_stats();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let results = runtime.block_on(async {
         let mut tasks = Vec::new();
         for seed in 0..batch as u64 {
@@ -87,16 +100,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out
     });
     let wall = started.elapsed().as_secs_f64();
-    let mut generated = 0;
+    let batch_cpu = cpu_seconds() - cpu - batch as f64 * prefill_cpu;
     for result in results {
-        generated += result?.completion_tokens;
+        result?;
     }
-    let batch_s = wall - (batch * prompt_len) as f64 / prefill_tps;
-    let batch_decode_tps = generated as f64 / batch_s;
+    let batched = model.decode_stats().since(&before);
+    let batch_decode_tps = batched.tokens_per_second();
+    // Tokens per CPU-second: the work a token costs, which other load on the machine changes
+    // far less than wall time.
+    let single_cpu_tps = single.tokens as f64 / single_cpu.max(1e-3);
+    let batch_cpu_tps = batched.tokens as f64 / batch_cpu.max(1e-3);
 
     println!(
-        "{{\"weights\": \"{}\", \"load_s\": {load_s:.2}, \"prompt_tokens\": {prompt_len}, \"prefill_tps\": {prefill_tps:.1}, \"single_decode_tps\": {single_decode_tps:.1}, \"batch\": {batch}, \"batch_decode_tps\": {batch_decode_tps:.1}, \"batch_wall_s\": {wall:.2}, \"batch_speedup\": {:.2}}}",
+        "{{\"weights\": \"{}\", \"load_s\": {load_s:.2}, \"prompt_tokens\": {prompt_len}, \"prefill_tps\": {prefill_tps:.1}, \"single_decode_tps\": {single_decode_tps:.1}, \"batch\": {batch}, \"batch_decode_tps\": {batch_decode_tps:.1}, \"batch_wall_s\": {wall:.2}, \"batch_steps\": {}, \"batch_speedup\": {:.2}, \"single_decode_cpu_tps\": {single_cpu_tps:.1}, \"batch_decode_cpu_tps\": {batch_cpu_tps:.1}}}",
         weights.name(),
+        batched.steps,
         batch_decode_tps / single_decode_tps
     );
     Ok(())

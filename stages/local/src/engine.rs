@@ -2,8 +2,9 @@
 //! request together, one token per request per step, and new requests join between steps.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -60,6 +61,38 @@ struct Job {
     reply: oneshot::Sender<Result<Generation>>,
 }
 
+/// Counters of the decoding steps run so far (prompt steps excluded).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecodeStats {
+    pub steps: u64,
+    /// Tokens produced by those steps, one per sequence per step.
+    pub tokens: u64,
+    /// Wall time of those steps, sampling included.
+    pub seconds: f64,
+}
+
+impl DecodeStats {
+    /// The counters of `self` since `earlier`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            steps: self.steps - earlier.steps,
+            tokens: self.tokens - earlier.tokens,
+            seconds: self.seconds - earlier.seconds,
+        }
+    }
+
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+#[derive(Default)]
+struct DecodeCounters {
+    steps: AtomicU64,
+    tokens: AtomicU64,
+    nanos: AtomicU64,
+}
+
 /// A handle to the loaded model; clones share the same worker.
 #[derive(Clone)]
 pub struct LocalModel {
@@ -67,6 +100,7 @@ pub struct LocalModel {
     tokenizer: Arc<GgufTokenizer>,
     template: Arc<ChatTemplate>,
     info: Arc<ModelInfo>,
+    counters: Arc<DecodeCounters>,
 }
 
 impl LocalModel {
@@ -107,9 +141,19 @@ impl LocalModel {
         let (jobs, queue) = mpsc::channel();
         let worker_tokenizer = Arc::clone(&tokenizer);
         let max_batch = options.max_batch;
+        let counters = Arc::new(DecodeCounters::default());
+        let worker_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("kenning-local-model".into())
-            .spawn(move || run_worker(&model, &worker_tokenizer, &queue, max_batch))
+            .spawn(move || {
+                run_worker(
+                    &model,
+                    &worker_tokenizer,
+                    &queue,
+                    max_batch,
+                    &worker_counters,
+                )
+            })
             .map_err(|e| LocalError::Setting(format!("cannot start the model thread: {e}")))?;
 
         Ok(Self {
@@ -117,7 +161,17 @@ impl LocalModel {
             tokenizer,
             template,
             info,
+            counters,
         })
+    }
+
+    /// Counters of the decoding steps since the model was loaded.
+    pub fn decode_stats(&self) -> DecodeStats {
+        DecodeStats {
+            steps: self.counters.steps.load(Ordering::Relaxed),
+            tokens: self.counters.tokens.load(Ordering::Relaxed),
+            seconds: self.counters.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -200,7 +254,11 @@ struct Active {
 
 impl Active {
     /// Appends a sampled token and returns the finish reason once the request is complete.
-    fn accept(&mut self, token: u32, tokenizer: &GgufTokenizer) -> Option<(FinishReason, Option<String>)> {
+    fn accept(
+        &mut self,
+        token: u32,
+        tokenizer: &GgufTokenizer,
+    ) -> Option<(FinishReason, Option<String>)> {
         self.produced += 1;
         if tokenizer.is_end(token) {
             return Some((FinishReason::Stop, None));
@@ -243,7 +301,13 @@ impl Active {
     }
 }
 
-fn run_worker(model: &Llama, tokenizer: &GgufTokenizer, queue: &Receiver<Job>, max_batch: usize) {
+fn run_worker(
+    model: &Llama,
+    tokenizer: &GgufTokenizer,
+    queue: &Receiver<Job>,
+    max_batch: usize,
+    counters: &DecodeCounters,
+) {
     let mut active: Vec<Active> = Vec::new();
     loop {
         if active.is_empty() {
@@ -262,6 +326,7 @@ fn run_worker(model: &Llama, tokenizer: &GgufTokenizer, queue: &Receiver<Job>, m
             continue;
         }
 
+        let started = Instant::now();
         let mut batch: Vec<(&[u32], &mut SequenceCache)> = active
             .iter_mut()
             .map(|a| (std::slice::from_ref(&a.next), &mut a.cache))
@@ -278,6 +343,7 @@ fn run_worker(model: &Llama, tokenizer: &GgufTokenizer, queue: &Receiver<Job>, m
             }
         };
 
+        let produced = active.len() as u64;
         let mut still = Vec::with_capacity(active.len());
         for (mut a, row) in active.drain(..).zip(logits) {
             let token = a.sampler.sample(&row);
@@ -286,6 +352,10 @@ fn run_worker(model: &Llama, tokenizer: &GgufTokenizer, queue: &Receiver<Job>, m
                 None => still.push(a),
             }
         }
+        counters.steps.fetch_add(1, Ordering::Relaxed);
+        counters.tokens.fetch_add(produced, Ordering::Relaxed);
+        let nanos = started.elapsed().as_nanos() as u64;
+        counters.nanos.fetch_add(nanos, Ordering::Relaxed);
         active = still;
     }
 }

@@ -12,11 +12,13 @@ pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod openai;
+pub mod q8;
 pub mod sampling;
+mod step;
 pub mod tokenizer;
 
 pub use chat::Message;
-pub use engine::{LoadOptions, LocalModel, ModelInfo};
+pub use engine::{DecodeStats, LoadOptions, LocalModel, ModelInfo};
 pub use error::LocalError;
 pub use generate::{FinishReason, GenerateRequest, Generation, Prompt};
 pub use model::WeightFormat;

@@ -6,13 +6,14 @@
 //! per sequence over its own cache. A row's result does not depend on the other rows in the
 //! step, so a request gives the same text whatever it is batched with.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::kv_cache::KvCache;
 
 use crate::config::LlamaConfig;
 use crate::error::{LocalError, Result};
 use crate::gguf::GgufFile;
+use crate::q8::{BLOCK, Q8Matrix};
+use crate::step::{self, Q8Layer, Q8Weights, Rotary};
 
 /// Storage format of the projection weights in memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,42 +56,76 @@ impl WeightFormat {
     }
 }
 
-/// One projection matrix, with a second copy for prompts in the mixed format.
-struct Projection {
-    decode: QMatMul,
-    prefill: Option<QMatMul>,
-}
-
-impl Projection {
-    fn forward(&self, x: &Tensor, prefill: bool) -> candle_core::Result<Tensor> {
-        match (&self.prefill, prefill) {
-            (Some(weights), true) => weights.forward(x),
-            _ => self.decode.forward(x),
-        }
-    }
-}
-
-struct Layer {
+/// Weights run through candle: prompts in the mixed format, every step in the native and
+/// f32 formats.
+struct DenseLayer {
     attn_norm: Tensor,
-    q: Projection,
-    k: Projection,
-    v: Projection,
-    o: Projection,
+    q: QMatMul,
+    k: QMatMul,
+    v: QMatMul,
+    o: QMatMul,
     ffn_norm: Tensor,
-    gate: Projection,
-    up: Projection,
-    down: Projection,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
 }
 
-/// The cache of one sequence: keys and values per layer, and the number of positions filled.
+struct DenseWeights {
+    layers: Vec<DenseLayer>,
+    norm: Tensor,
+    output: QMatMul,
+}
+
+/// The cache of one sequence: keys and values per layer, laid out as `[kv head][position]
+/// [head dim]`, and the number of positions filled. Both the candle path and the 8-bit path
+/// read and write it, so a prompt run by one can be continued by the other.
 pub struct SequenceCache {
-    layers: Vec<KvCache>,
-    position: usize,
+    pub(crate) keys: Vec<Vec<f32>>,
+    pub(crate) values: Vec<Vec<f32>>,
+    pub(crate) capacity: usize,
+    pub(crate) position: usize,
 }
 
 impl SequenceCache {
     pub fn position(&self) -> usize {
         self.position
+    }
+
+    /// Writes the key and value rows of `len` new positions of one layer, given as
+    /// `[kv head][new position][head dim]`.
+    pub(crate) fn store(
+        &mut self,
+        layer: usize,
+        keys: &[f32],
+        values: &[f32],
+        len: usize,
+        head_dim: usize,
+    ) {
+        let heads = keys.len() / (len * head_dim);
+        for head in 0..heads {
+            let from = head * len * head_dim..(head + 1) * len * head_dim;
+            let at = (head * self.capacity + self.position) * head_dim;
+            self.keys[layer][at..at + len * head_dim].copy_from_slice(&keys[from.clone()]);
+            self.values[layer][at..at + len * head_dim].copy_from_slice(&values[from]);
+        }
+    }
+
+    /// The first `total` positions of one layer as `[kv head][position][head dim]`.
+    fn gather(
+        &self,
+        layer: usize,
+        heads: usize,
+        total: usize,
+        head_dim: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mut keys = Vec::with_capacity(heads * total * head_dim);
+        let mut values = Vec::with_capacity(heads * total * head_dim);
+        for head in 0..heads {
+            let at = head * self.capacity * head_dim;
+            keys.extend_from_slice(&self.keys[layer][at..at + total * head_dim]);
+            values.extend_from_slice(&self.values[layer][at..at + total * head_dim]);
+        }
+        (keys, values)
     }
 }
 
@@ -98,115 +133,179 @@ impl SequenceCache {
 pub struct Llama {
     pub config: LlamaConfig,
     embeddings: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    output: Projection,
+    dense: Option<DenseWeights>,
+    eight_bit: Option<Q8Weights>,
     cos: Tensor,
     sin: Tensor,
+    rotary: Rotary,
     device: Device,
 }
 
 impl Llama {
     pub fn load(file: &mut GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
         let config = LlamaConfig::from_gguf(file)?;
+        let format = usable_format(file, &config, format, device)?;
+        let wants_dense = format != WeightFormat::Q8_0;
+        let wants_eight_bit = matches!(format, WeightFormat::Q8_0 | WeightFormat::Mixed);
 
         let embeddings = file.tensor("token_embd.weight", device)?;
-        let output = if file.has_tensor("output.weight") {
-            file.tensor("output.weight", device)?
-        } else {
-            // Tied embeddings: the output layer reuses the token embeddings.
-            file.tensor("token_embd.weight", device)?
-        };
         let embeddings = dequantize(file, "token_embd.weight", &embeddings, device)?;
-        let output = projection(file, "output.weight", output, format, device)?;
-        let norm = file.tensor("output_norm.weight", device)?.dequantize(device)?;
+        // Tied embeddings: the output layer reuses the token embeddings.
+        let output_name = if file.has_tensor("output.weight") {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
+        let norm = file
+            .tensor("output_norm.weight", device)?
+            .dequantize(device)?;
 
-        let mut layers = Vec::with_capacity(config.layers);
+        let mut dense_layers = Vec::new();
+        let mut eight_bit_layers = Vec::new();
         for i in 0..config.layers {
-            let mut weight = |name: &str| -> Result<Projection> {
-                let full = format!("blk.{i}.{name}.weight");
-                let tensor = file.tensor(&full, device)?;
-                projection(file, &full, tensor, format, device)
-            };
-            let q = weight("attn_q")?;
-            let k = weight("attn_k")?;
-            let v = weight("attn_v")?;
-            let o = weight("attn_output")?;
-            let gate = weight("ffn_gate")?;
-            let up = weight("ffn_up")?;
-            let down = weight("ffn_down")?;
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
             let attn_norm = file
-                .tensor(&format!("blk.{i}.attn_norm.weight"), device)?
+                .tensor(&name("attn_norm"), device)?
                 .dequantize(device)?;
-            let ffn_norm = file
-                .tensor(&format!("blk.{i}.ffn_norm.weight"), device)?
-                .dequantize(device)?;
-            layers.push(Layer {
-                attn_norm,
-                q,
-                k,
-                v,
-                o,
-                ffn_norm,
-                gate,
-                up,
-                down,
-            });
+            let ffn_norm = file.tensor(&name("ffn_norm"), device)?.dequantize(device)?;
+            let parts = [
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ];
+
+            if wants_dense {
+                let mut m = Vec::with_capacity(parts.len());
+                for part in parts {
+                    m.push(dense_matrix(file, &name(part), format, device)?);
+                }
+                let mut m = m.into_iter();
+                let mut next = || m.next().expect("seven projections");
+                dense_layers.push(DenseLayer {
+                    attn_norm: attn_norm.clone(),
+                    q: next(),
+                    k: next(),
+                    v: next(),
+                    o: next(),
+                    ffn_norm: ffn_norm.clone(),
+                    gate: next(),
+                    up: next(),
+                    down: next(),
+                });
+            }
+            if wants_eight_bit {
+                let mut m = Vec::with_capacity(parts.len());
+                for part in parts {
+                    m.push(eight_bit_matrix(file, &name(part), device)?);
+                }
+                eight_bit_layers.push(Q8Layer::new(m, vector(&attn_norm)?, vector(&ffn_norm)?));
+            }
         }
 
-        let (cos, sin) = rotary_tables(&config, device)?;
+        let dense = match wants_dense {
+            true => Some(DenseWeights {
+                layers: dense_layers,
+                norm: norm.clone(),
+                output: dense_matrix(file, output_name, format, device)?,
+            }),
+            false => None,
+        };
+        let eight_bit = match wants_eight_bit {
+            true => Some(Q8Weights {
+                layers: eight_bit_layers,
+                norm: vector(&norm)?,
+                output: eight_bit_matrix(file, output_name, device)?,
+            }),
+            false => None,
+        };
+
+        let rotary = Rotary::new(&config);
+        let (cos, sin) = rotary.tensors(device)?;
         Ok(Self {
             config,
             embeddings,
-            layers,
-            norm,
-            output,
+            dense,
+            eight_bit,
             cos,
             sin,
+            rotary,
             device: device.clone(),
         })
     }
 
     /// Returns an empty cache with room for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> SequenceCache {
+        let capacity = capacity.max(1);
+        let size = self.config.kv_heads * capacity * self.config.head_dim;
         SequenceCache {
-            layers: (0..self.config.layers)
-                .map(|_| KvCache::new(2, capacity.max(1)))
-                .collect(),
+            keys: (0..self.config.layers).map(|_| vec![0f32; size]).collect(),
+            values: (0..self.config.layers).map(|_| vec![0f32; size]).collect(),
+            capacity,
             position: 0,
         }
     }
 
     /// Runs the new tokens of several sequences through the model and returns the logits of
-    /// each sequence's last new token, one row per sequence, as `f32` vectors. A step with more
-    /// than one new token for a sequence is a prompt step and uses the prompt weights.
+    /// each sequence's last new token, one row per sequence, as `f32` vectors. Decoding steps
+    /// (one new token per sequence) use the 8-bit weights where the format has them; prompt
+    /// steps use the dense weights where the format has them.
     pub fn forward(&self, batch: &mut [(&[u32], &mut SequenceCache)]) -> Result<Vec<Vec<f32>>> {
         let config = &self.config;
-        let lengths: Vec<usize> = batch.iter().map(|(tokens, _)| tokens.len()).collect();
-        let prefill = lengths.iter().any(|&len| len > 1);
-        if lengths.contains(&0) {
+        if batch.iter().any(|(tokens, _)| tokens.is_empty()) {
             return Err(LocalError::Setting("a sequence has no new tokens".into()));
         }
         for (tokens, cache) in batch.iter() {
-            if cache.position + tokens.len() > config.context_length {
+            let end = cache.position + tokens.len();
+            if end > config.context_length || end > cache.capacity {
                 return Err(LocalError::PromptTooLong {
-                    prompt: cache.position + tokens.len(),
+                    prompt: end,
                     max_tokens: 0,
-                    context: config.context_length,
+                    context: config.context_length.min(cache.capacity),
                 });
             }
         }
 
         let ids: Vec<u32> = batch.iter().flat_map(|(t, _)| t.iter().copied()).collect();
         let ids = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.embeddings.index_select(&ids, 0)?;
-        let eps = config.rms_norm_eps as f32;
+        let x = self.embeddings.index_select(&ids, 0)?;
+        let decoding = batch.iter().all(|(tokens, _)| tokens.len() == 1);
 
-        for (index, layer) in self.layers.iter().enumerate() {
+        let logits = match (&self.eight_bit, &self.dense) {
+            (Some(weights), None) => {
+                step::forward(weights, &self.rotary, config, vector(&x)?, batch)
+            }
+            (Some(weights), Some(_)) if decoding => {
+                step::forward(weights, &self.rotary, config, vector(&x)?, batch)
+            }
+            (_, Some(weights)) => self.forward_dense(weights, x, batch)?,
+            (None, None) => unreachable!("a model always has one set of weights"),
+        };
+        for (tokens, cache) in batch.iter_mut() {
+            cache.position += tokens.len();
+        }
+        Ok(logits)
+    }
+
+    /// The candle path: every row of the step through candle's matrix products, attention per
+    /// sequence over its cache.
+    fn forward_dense(
+        &self,
+        weights: &DenseWeights,
+        mut x: Tensor,
+        batch: &mut [(&[u32], &mut SequenceCache)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let eps = self.config.rms_norm_eps as f32;
+        let lengths: Vec<usize> = batch.iter().map(|(tokens, _)| tokens.len()).collect();
+
+        for (index, layer) in weights.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer.q.forward(&h, prefill)?;
-            let k = layer.k.forward(&h, prefill)?;
-            let v = layer.v.forward(&h, prefill)?;
+            let q = layer.q.forward(&h)?;
+            let k = layer.k.forward(&h)?;
+            let v = layer.v.forward(&h)?;
 
             let mut outputs = Vec::with_capacity(batch.len());
             let mut row = 0;
@@ -215,48 +314,48 @@ impl Llama {
                     &q.narrow(0, row, len)?,
                     &k.narrow(0, row, len)?,
                     &v.narrow(0, row, len)?,
-                    &mut cache.layers[index],
-                    cache.position,
+                    cache,
+                    index,
                 )?;
                 outputs.push(out);
                 row += len;
             }
             let attended = Tensor::cat(&outputs, 0)?;
-            x = (x + layer.o.forward(&attended, prefill)?)?;
+            x = (x + layer.o.forward(&attended)?)?;
 
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gate = candle_nn::ops::silu(&layer.gate.forward(&h, prefill)?)?;
-            let up = layer.up.forward(&h, prefill)?;
-            x = (x + layer.down.forward(&(gate * up)?, prefill)?)?;
+            let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            let up = layer.up.forward(&h)?;
+            x = (x + layer.down.forward(&(gate * up)?)?)?;
         }
 
         let mut last = Vec::with_capacity(batch.len());
         let mut end = 0;
-        for ((_, cache), &len) in batch.iter_mut().zip(&lengths) {
-            cache.position += len;
+        for &len in &lengths {
             end += len;
             last.push((end - 1) as u32);
         }
         let last = Tensor::new(last.as_slice(), &self.device)?;
         let x = x.index_select(&last, 0)?;
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        let logits = self.output.forward(&x, prefill)?.to_dtype(DType::F32)?;
+        let x = candle_nn::ops::rms_norm(&x, &weights.norm, eps)?;
+        let logits = weights.output.forward(&x)?.to_dtype(DType::F32)?;
         Ok(logits.to_vec2::<f32>()?)
     }
 
-    /// Attention of one sequence's new rows over its cache.
+    /// Attention of one sequence's new rows over its cache, in layer `layer`.
     fn attention(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        cache: &mut KvCache,
-        position: usize,
+        cache: &mut SequenceCache,
+        layer: usize,
     ) -> Result<Tensor> {
         let config = &self.config;
         let (len, _) = q.dims2()?;
         let head_dim = config.head_dim;
         let group = config.heads / config.kv_heads;
+        let position = cache.position;
 
         let split = |t: &Tensor, heads: usize| -> candle_core::Result<Tensor> {
             t.reshape((1, len, heads, head_dim))?
@@ -268,8 +367,13 @@ impl Llama {
         let q = candle_nn::rotary_emb::rope_i(&split(q, config.heads)?, &cos, &sin)?;
         let k = candle_nn::rotary_emb::rope_i(&split(k, config.kv_heads)?, &cos, &sin)?;
         let v = split(v, config.kv_heads)?;
-        let (keys, values) = cache.append(&k, &v)?;
-        let total = keys.dim(2)?;
+        cache.store(layer, &vector(&k)?, &vector(&v)?, len, head_dim);
+
+        let total = position + len;
+        let (keys, values) = cache.gather(layer, config.kv_heads, total, head_dim);
+        let shape = (1, config.kv_heads, total, head_dim);
+        let keys = Tensor::from_vec(keys, shape, &self.device)?;
+        let values = Tensor::from_vec(values, shape, &self.device)?;
 
         // Query heads that share a key/value head are stacked as extra rows, so the cache is
         // never copied per head.
@@ -281,7 +385,7 @@ impl Llama {
             scores = scores.broadcast_add(&mask)?;
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = weights.matmul(&values.contiguous()?)?;
+        let out = weights.matmul(&values)?;
         let out = out
             .reshape((1, config.heads, len, head_dim))?
             .transpose(1, 2)?
@@ -303,74 +407,83 @@ fn causal_mask(len: usize, total: usize, group: usize, device: &Device) -> Resul
     for _ in 0..group {
         for r in 0..len {
             for key in 0..total {
-                mask.push(if key <= start + r { 0f32 } else { f32::NEG_INFINITY });
+                mask.push(if key <= start + r {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
             }
         }
     }
     Ok(Tensor::from_vec(mask, (group * len, total), device)?)
 }
 
-/// Interleaved rotary tables for every position of the context window.
-fn rotary_tables(config: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = config.head_dim / 2;
-    let inverse: Vec<f32> = (0..half)
-        .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f32 / config.head_dim as f32))
-        .collect();
-    let inverse = Tensor::from_vec(inverse, (1, half), device)?;
-    let positions = Tensor::arange(0u32, config.context_length as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((config.context_length, 1))?;
-    let angles = positions.broadcast_mul(&inverse)?;
-    Ok((angles.cos()?, angles.sin()?))
-}
-
 /// Dequantizes a tensor, refusing types candle cannot read.
 fn dequantize(file: &GgufFile, name: &str, tensor: &QTensor, device: &Device) -> Result<Tensor> {
-    tensor.dequantize(device).map_err(|_| LocalError::Quantization {
-        path: file.path().to_path_buf(),
-        tensor: name.to_string(),
-        dtype: tensor.dtype(),
+    tensor
+        .dequantize(device)
+        .map_err(|_| LocalError::Quantization {
+            path: file.path().to_path_buf(),
+            tensor: name.to_string(),
+            dtype: tensor.dtype(),
+        })
+}
+
+/// A tensor's values as one flat `f32` vector.
+fn vector(tensor: &Tensor) -> Result<Vec<f32>> {
+    Ok(tensor
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
+/// The format the weights can take: the 8-bit path runs on the CPU and needs rows of whole
+/// 32-value blocks; otherwise the model runs with 32-bit floats.
+fn usable_format(
+    file: &GgufFile,
+    config: &LlamaConfig,
+    format: WeightFormat,
+    device: &Device,
+) -> Result<WeightFormat> {
+    if !matches!(format, WeightFormat::Q8_0 | WeightFormat::Mixed) {
+        return Ok(format);
+    }
+    let whole_blocks = [
+        config.hidden_size,
+        config.intermediate_size,
+        config.heads * config.head_dim,
+    ]
+    .iter()
+    .all(|width| width % BLOCK == 0);
+    if device.is_cpu() && whole_blocks {
+        return Ok(format);
+    }
+    tracing::warn!(
+        path = %file.path().display(),
+        requested = format.name(),
+        "8-bit weights need the CPU and rows of whole 32-value blocks; using f32 weights"
+    );
+    Ok(WeightFormat::F32)
+}
+
+/// One projection for the candle path, in the chosen format.
+fn dense_matrix(
+    file: &mut GgufFile,
+    name: &str,
+    format: WeightFormat,
+    device: &Device,
+) -> Result<QMatMul> {
+    let tensor = file.tensor(name, device)?;
+    Ok(match format {
+        WeightFormat::Native => QMatMul::from_qtensor(tensor)?,
+        _ => QMatMul::Tensor(dequantize(file, name, &tensor, device)?),
     })
 }
 
-/// Prepares one projection matrix in the chosen format.
-fn projection(
-    file: &GgufFile,
-    name: &str,
-    tensor: QTensor,
-    format: WeightFormat,
-    device: &Device,
-) -> Result<Projection> {
-    let projection = match format {
-        WeightFormat::Native => Projection {
-            decode: QMatMul::from_qtensor(tensor)?,
-            prefill: None,
-        },
-        WeightFormat::F32 => Projection {
-            decode: QMatMul::Tensor(dequantize(file, name, &tensor, device)?),
-            prefill: None,
-        },
-        WeightFormat::Q8_0 => Projection {
-            decode: eight_bit(file, name, tensor, device)?,
-            prefill: None,
-        },
-        WeightFormat::Mixed => {
-            let dense = dequantize(file, name, &tensor, device)?;
-            Projection {
-                decode: eight_bit(file, name, tensor, device)?,
-                prefill: Some(QMatMul::Tensor(dense)),
-            }
-        }
-    };
-    Ok(projection)
-}
-
-/// Re-quantizes to 8-bit blocks; rows that are not whole blocks stay as stored.
-fn eight_bit(file: &GgufFile, name: &str, tensor: QTensor, device: &Device) -> Result<QMatMul> {
-    let columns = tensor.shape().dims().last().copied().unwrap_or(0);
-    if tensor.dtype() == GgmlDType::Q8_0 || columns % GgmlDType::Q8_0.block_size() != 0 {
-        return Ok(QMatMul::from_qtensor(tensor)?);
-    }
+/// One projection re-quantized to 8-bit blocks.
+fn eight_bit_matrix(file: &mut GgufFile, name: &str, device: &Device) -> Result<Q8Matrix> {
+    let tensor = file.tensor(name, device)?;
     let dense = dequantize(file, name, &tensor, device)?;
-    Ok(QMatMul::from_qtensor(QTensor::quantize(&dense, GgmlDType::Q8_0)?)?)
+    let (rows, cols) = dense.dims2()?;
+    Ok(Q8Matrix::quantize(&vector(&dense)?, rows, cols))
 }

@@ -4,7 +4,7 @@ mod common;
 
 use kenning_local::{
     FinishReason, GenerateRequest, LoadOptions, LocalError, LocalModel, Message, Prompt,
-    SamplingParams,
+    SamplingParams, WeightFormat,
 };
 
 fn chat(question: &str, max_tokens: usize, temperature: f32, seed: u64) -> GenerateRequest {
@@ -33,7 +33,9 @@ fn chat_reply_mentions_the_prompt_topic() {
         .unwrap();
     let text = reply.text.to_lowercase();
     assert!(
-        ["ocean", "wave", "sea", "water"].iter().any(|w| text.contains(w)),
+        ["ocean", "wave", "sea", "water"]
+            .iter()
+            .any(|w| text.contains(w)),
         "reply: {}",
         reply.text
     );
@@ -53,14 +55,24 @@ fn seed_fixes_the_text() {
     let others: Vec<String> = (12..15)
         .map(|seed| model.generate_blocking(request(seed)).unwrap().text)
         .collect();
-    assert!(others.iter().any(|t| *t != first.text), "{first:?} {others:?}");
+    assert!(
+        others.iter().any(|t| *t != first.text),
+        "{first:?} {others:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_keeps_each_text() {
     let model = common::model();
     let requests: Vec<GenerateRequest> = (0..4)
-        .map(|i| chat(&format!("Count from {i} to {} in words.", i + 5), 20, 0.9, 100 + i))
+        .map(|i| {
+            chat(
+                &format!("Count from {i} to {} in words.", i + 5),
+                20,
+                0.9,
+                100 + i,
+            )
+        })
         .collect();
 
     let mut alone = Vec::new();
@@ -118,8 +130,13 @@ fn end_of_turn_ends_with_stop() {
 fn prompt_over_context_window_is_rejected() {
     let model = common::model();
     let long = "word ".repeat(9000);
-    let error = model.generate_blocking(chat(&long, 10, 0.0, 0)).unwrap_err();
-    assert!(matches!(error, LocalError::PromptTooLong { context: 8192, .. }), "{error}");
+    let error = model
+        .generate_blocking(chat(&long, 10, 0.0, 0))
+        .unwrap_err();
+    assert!(
+        matches!(error, LocalError::PromptTooLong { context: 8192, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("context window"));
 }
 
@@ -156,6 +173,32 @@ fn bad_model_files_give_clear_errors() {
     let truncated = dir.path().join("truncated.gguf");
     let bytes = std::fs::read(common::model_path()).unwrap();
     std::fs::write(&truncated, &bytes[..10 << 20]).unwrap();
-    let error = LocalModel::load(&LoadOptions::new(&truncated)).err().unwrap();
+    let error = LocalModel::load(&LoadOptions::new(&truncated))
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("truncated"), "{error}");
+}
+
+#[test]
+fn weight_formats_give_the_same_greedy_answer() {
+    let request = GenerateRequest {
+        prompt: Prompt::Text("The capital of France is".into()),
+        max_tokens: 3,
+        sampling: SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        },
+        stop: Vec::new(),
+    };
+    let mut texts = Vec::new();
+    for weights in [WeightFormat::F32, WeightFormat::Q8_0, WeightFormat::Mixed] {
+        let mut options = LoadOptions::new(common::model_path());
+        options.weights = weights;
+        let model = LocalModel::load(&options).unwrap();
+        let reply = model.generate_blocking(request.clone()).unwrap();
+        assert!(reply.text.contains("Paris"), "{weights:?}: {}", reply.text);
+        texts.push(reply.text);
+    }
+    assert_eq!(texts[0], texts[1], "f32 vs q8_0");
+    assert_eq!(texts[1], texts[2], "q8_0 vs mixed");
 }
