@@ -3,8 +3,9 @@
 //!
 //! With candle 0.11's quantized product, decoding eight sequences per step gained at most 1.2x
 //! over one on 2 cores (measured). Here one task owns a range of weight rows and computes each
-//! against every input row while the weight row is in the L1 cache. Each output value is the same sequence of operations whatever the number of
-//! input rows, so a sequence's result does not depend on what it is batched with.
+//! against every input row while the weight row is in the L1 cache. Each output value is the
+//! same sequence of operations whatever the number of input rows, so a sequence's result does
+//! not depend on what it is batched with.
 
 use rayon::prelude::*;
 
