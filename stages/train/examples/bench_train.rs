@@ -16,6 +16,10 @@ use kenning_train::{Llama, Schedule, TrainConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+// The same allocator as the `kenning` binary, so that the figure is what `kenning train` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Vocabulary of the benchmark model; `bench/train_torch.py` uses the same.
 const VOCAB: usize = 4096;
 
