@@ -23,7 +23,7 @@ use crate::cli::AugmentArgs;
 use crate::local::LocalBackend;
 
 /// Reads `name` from the environment, or else from a `.env` file in the current folder.
-fn api_key(name: &str) -> Option<ApiKey> {
+pub(crate) fn api_key(name: &str) -> Option<ApiKey> {
     if let Ok(value) = std::env::var(name)
         && !value.trim().is_empty()
     {

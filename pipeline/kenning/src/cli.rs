@@ -73,8 +73,16 @@ pub struct LocalModelArgs {
 pub struct QaArgs {
     /// SQuAD file: a list of {title, context, questions: [{question, answer}]} or the official
     /// nested layout.
-    #[arg(long)]
-    pub questions: PathBuf,
+    #[arg(long, required_unless_present = "answers")]
+    pub questions: Option<PathBuf>,
+
+    /// Judge the predictions in an earlier run's answers.jsonl instead of answering the
+    /// questions again; no model is loaded. Needs --judge-base-url.
+    #[arg(long, conflicts_with = "questions", requires = "judge_base_url")]
+    pub answers: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub judge: JudgeArgs,
 
     /// Use the questions of the first N passages only.
     #[arg(long)]
@@ -98,6 +106,29 @@ pub struct QaArgs {
     /// Accepted for workflow files. Every question is generated again on each run.
     #[arg(long, hide = true)]
     pub restart: bool,
+}
+
+/// An LLM that judges closed-book answers, reached through an OpenAI-compatible server.
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// Also judge every answer with an LLM on this OpenAI-compatible server (URL up to /v1),
+    /// which says yes or no to "does the answer match an accepted answer". `kenning serve`,
+    /// vLLM, llama.cpp and OpenAI all work.
+    #[arg(long)]
+    pub judge_base_url: Option<String>,
+
+    /// Model name the judge server expects.
+    #[arg(long, requires = "judge_base_url", default_value = "default")]
+    pub judge_model: String,
+
+    /// Environment variable (or .env entry) with the judge server's API key; no key is sent
+    /// when it is unset.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub judge_api_key_env: String,
+
+    /// Judge requests in flight.
+    #[arg(long, default_value_t = 16)]
+    pub judge_concurrency: usize,
 }
 
 #[derive(Debug, Args)]

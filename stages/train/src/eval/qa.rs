@@ -41,10 +41,8 @@ impl QaScore {
 }
 
 /// Answers every item greedily (at most 64 tokens, up to the first line break) and scores
-/// the answers.
-///
-/// TODO: an LLM judge (yes/no on "does the answer match the gold answer") through an
-/// OpenAI-compatible provider is not implemented; only the string matches are.
+/// the answers by string match. An LLM judge of the same answers is in [`crate::eval::judge`];
+/// `kenning qa --judge-base-url` uses it.
 pub fn closed_book(model: &Llama, tokenizer: &TextTokenizer, items: &[QaItem]) -> Result<QaScore> {
     let mut score = QaScore::default();
     for item in items {
