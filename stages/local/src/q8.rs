@@ -131,6 +131,18 @@ impl Q8Matrix {
 
 /// Symmetric 8-bit quantization per block: the scale maps the block's largest magnitude to 127.
 fn quantize_blocks(values: &[f32], scales: &mut [f32], quants: &mut [i8]) {
+    match Kernel::detect() {
+        Kernel::Portable => quantize_blocks_with(values, scales, quants),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `detect` returned Avx2 only after checking the CPU has AVX2 and FMA.
+        Kernel::Avx2 => unsafe { avx2::quantize_blocks(values, scales, quants) },
+    }
+}
+
+/// The body of [`quantize_blocks`], inlined into each caller so that the compiler can use the
+/// caller's vector instructions: with SSE4.1, rounding is an instruction instead of a call.
+#[inline(always)]
+fn quantize_blocks_with(values: &[f32], scales: &mut [f32], quants: &mut [i8]) {
     for ((block, scale), q) in values
         .chunks_exact(BLOCK)
         .zip(scales.iter_mut())
@@ -205,7 +217,14 @@ fn portable_row_dots(scales: &[f32], quants: &[i8], input: &Q8Matrix, out: &mut 
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, GROUP, Q8Matrix};
+    use super::{BLOCK, GROUP, Q8Matrix, quantize_blocks_with};
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantize_blocks(values: &[f32], scales: &mut [f32], quants: &mut [i8]) {
+        quantize_blocks_with(values, scales, quants);
+    }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -367,6 +386,21 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn vector_quantization_matches_portable_code() {
+        // Halfway values, where rounding modes differ, and a spread of ordinary ones.
+        let mut data: Vec<f32> = (0..BLOCK).map(|i| (i as f32 - 16.0) * 0.5 + 0.5).collect();
+        data[0] = 31.75;
+        data.extend(values(4 * BLOCK, 9));
+        let blocks = data.len() / BLOCK;
+        let (mut portable_scales, mut portable) = (vec![0f32; blocks], vec![0i8; data.len()]);
+        quantize_blocks_with(&data, &mut portable_scales, &mut portable);
+        let (mut scales, mut quants) = (vec![0f32; blocks], vec![0i8; data.len()]);
+        quantize_blocks(&data, &mut scales, &mut quants);
+        assert_eq!(portable_scales, scales);
+        assert_eq!(portable, quants);
     }
 
     #[test]
