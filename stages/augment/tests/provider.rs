@@ -563,8 +563,8 @@ async fn token_rate_follows_reported_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_limit_holds_above_the_burst() {
-    // Each request is estimated at 2,000 tokens, twice the burst of 1,000, and uses as much;
-    // the limiter must take it in parts instead of letting it through.
+    // Each request is estimated at 2,000 tokens, twice the burst of 1,000, and uses as much.
+    // The limiter must take it in parts instead of letting it through.
     let (per_second, burst) = (1_000.0, 1_000.0);
     let run = run_token_limited(60_000, 2_000, (500, 1_500), 1, Duration::from_secs(2)).await;
     eprintln!(
