@@ -84,7 +84,8 @@ pub struct Engine {
     pub input: InputConfig,
     pub output: OutputConfig,
     /// The whole configuration, as the manifest records it. It is redacted before it is
-    /// stored, and fingerprinted without `output.dir` and `output.channel_capacity`.
+    /// stored, and fingerprinted without `output.dir`, `output.channel_capacity` and the
+    /// `unfingerprinted` settings.
     pub config: Value,
     /// Deletes an earlier run's output instead of continuing it.
     pub restart: bool,
@@ -93,6 +94,9 @@ pub struct Engine {
     /// Continues a complete run with the same configuration instead of returning at once, so
     /// that stages can add the records it lacks (augment's `--retry-failed`).
     pub reopen_complete: bool,
+    /// JSON pointers into `config` of settings that may change between runs into one output
+    /// folder, such as augment's token budget. They are set to null before fingerprinting.
+    pub unfingerprinted: Vec<String>,
 }
 
 impl Engine {
@@ -121,7 +125,8 @@ impl Engine {
 
         let paths = StatePaths::new(&self.output.dir);
         let recorded_config = self.recorded_config();
-        let state = match paths.prepare(&fingerprinted(&recorded_config), self.restart)? {
+        let compared = fingerprinted(&recorded_config, &self.unfingerprinted);
+        let state = match paths.prepare(&compared, self.restart)? {
             Start::Complete(state) if self.reopen_complete => paths.reopen(state)?,
             Start::Complete(_) => return self.already_complete(&paths, &scan),
             Start::Fresh(state) | Start::Resume(state) => state,
@@ -176,14 +181,21 @@ impl Engine {
         documents: u64,
     ) -> Result<(Vec<StageReport>, Vec<FinishedShard>, SinkStats), EngineError> {
         let capacity = self.output.channel_capacity;
+        let totaled: BTreeMap<String, String> = stages
+            .iter()
+            .filter_map(|s| Some((s.name().to_string(), s.totaled_column()?.to_string())))
+            .collect();
         let sink = {
             let state_dir = state_dir.to_path_buf();
             let options = self.output.shard_options();
-            tokio::task::spawn_blocking(move || ShardSink::open(&state_dir, schema, options))
-                .await
-                .map_err(|e| EngineError::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                ShardSink::open_with_totals(&state_dir, schema, options, totaled)
+            })
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??
         };
         let done = DoneKeys::new(sink.previous_keys());
+        let stored = sink.stored_totals();
         if !done.is_empty() {
             tracing::info!(
                 rows = done.len(),
@@ -202,6 +214,7 @@ impl Engine {
                 input: receiver,
                 output: sender,
                 done: done.clone(),
+                stored: stored.clone(),
             };
             let name = stage.name();
             stage_tasks.push((name, tokio::spawn(stage.run(context))));
@@ -527,11 +540,18 @@ fn read_finalize_context(path: &Path) -> Result<FinalizeContext, EngineError> {
 }
 
 /// Removes the settings that do not change the output, so that they may differ on resume.
-fn fingerprinted(config: &Value) -> Value {
+fn fingerprinted(config: &Value, unfingerprinted: &[String]) -> Value {
     let mut config = config.clone();
     if let Some(output) = config.get_mut("output").and_then(Value::as_object_mut) {
         output.remove("dir");
         output.remove("channel_capacity");
+    }
+    // Null instead of removal keeps the fingerprint of folders written while the setting was
+    // null, as augment's token budget was by default.
+    for pointer in unfingerprinted {
+        if let Some(value) = config.pointer_mut(pointer) {
+            *value = Value::Null;
+        }
     }
     config
 }

@@ -46,6 +46,18 @@ pub fn digest_key_text(key: &str) -> u128 {
     u128::from_le_bytes(first)
 }
 
+/// Returns the stage and variant of a key in its text form `doc_id/stage/variant/sample`, or
+/// `None` for text of another form. The key is read from the right because document ids may
+/// contain `/`.
+pub fn stage_and_variant(key: &str) -> Option<(&str, &str)> {
+    let mut parts = key.rsplitn(4, '/');
+    let _sample = parts.next()?;
+    let variant = parts.next()?;
+    let stage = parts.next()?;
+    parts.next()?;
+    Some((stage, variant))
+}
+
 /// Formats as `doc_id/stage/variant/sample`. Stage and variant names never contain `/`, so
 /// the form stays unambiguous when read from the right, whatever the document id holds.
 impl fmt::Display for RecordKey {
@@ -110,5 +122,16 @@ mod tests {
             key.digest(),
             RecordKey::new("doc", "chunk", "passage", 4).digest()
         );
+    }
+
+    #[test]
+    fn stage_and_variant_read_from_the_right() {
+        let key = RecordKey::new("doc/with/slashes", "augment", "implications", 1);
+        assert_eq!(
+            stage_and_variant(&key.to_string()),
+            Some(("augment", "implications"))
+        );
+        assert_eq!(stage_and_variant("no-slashes"), None);
+        assert_eq!(stage_and_variant("stage/variant/0"), None);
     }
 }

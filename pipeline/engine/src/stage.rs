@@ -1,7 +1,7 @@
 //! The stage interface: a task that reads records from one bounded channel and writes records
 //! to the next.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,11 +38,49 @@ impl DoneKeys {
     }
 }
 
+/// Sum of a numeric column over some rows, and the number of those rows where it is null.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ColumnTotal {
+    pub sum: u64,
+    pub nulls: u64,
+}
+
+impl ColumnTotal {
+    /// Adds one row's value.
+    pub fn add(&mut self, value: Option<u64>) {
+        match value {
+            Some(value) => self.sum += value,
+            None => self.nulls += 1,
+        }
+    }
+}
+
+/// Totals of the column that a stage names in [`Stage::totaled_column`], over the rows that
+/// earlier runs stored, by stage and variant.
+#[derive(Clone, Debug, Default)]
+pub struct StoredTotals(Arc<HashMap<(String, String), ColumnTotal>>);
+
+impl StoredTotals {
+    pub fn new(totals: HashMap<(String, String), ColumnTotal>) -> Self {
+        Self(Arc::new(totals))
+    }
+
+    /// Returns the total of the rows with this stage and variant; zero when there are none.
+    pub fn get(&self, stage: &str, variant: &str) -> ColumnTotal {
+        self.0
+            .get(&(stage.to_string(), variant.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 /// The channels and shared state a stage runs with.
 pub struct StageContext {
     pub input: mpsc::Receiver<Record>,
     pub output: mpsc::Sender<Record>,
     pub done: DoneKeys,
+    /// Totals of the stage's [`Stage::totaled_column`] over the rows of earlier runs.
+    pub stored: StoredTotals,
 }
 
 /// Token counts and cost of the model calls a stage made.
@@ -102,6 +140,13 @@ pub trait Stage: Send {
 
     /// Settings, prompts and model that the manifest records for this stage.
     fn provenance(&self) -> Provenance;
+
+    /// Names an integer column of this stage's rows (UInt32 or UInt64) that the engine sums by
+    /// variant over the rows that earlier runs stored, and hands over in
+    /// [`StageContext::stored`]. Augment counts its token budget across runs with it.
+    fn totaled_column(&self) -> Option<&'static str> {
+        None
+    }
 
     /// Consumes `context.input` until it closes, sending results to `context.output`.
     fn run(self: Box<Self>, context: StageContext) -> BoxFuture<Result<StageReport, StageError>>;

@@ -44,6 +44,16 @@ fn record(i: usize, text: String, title: Option<String>, score: Option<u32>) -> 
     }
 }
 
+/// Shard options that make a few hundred short records fill several shards.
+fn small_shards() -> ShardOptions {
+    ShardOptions {
+        shard_bytes: ByteSize(4 * 1024),
+        row_group_rows: 16,
+        row_group_bytes: ByteSize::mib(1),
+        zstd_level: 1,
+    }
+}
+
 /// Rows of one shard as (key, title, text, score), in file order.
 type Row = (String, Option<String>, String, Option<u32>);
 
@@ -163,12 +173,7 @@ proptest! {
         crash_points in prop::collection::vec(0usize..400, 1..4),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let options = ShardOptions {
-            shard_bytes: ByteSize(4 * 1024),
-            row_group_rows: 16,
-            row_group_bytes: ByteSize::mib(1),
-            zstd_level: 1,
-        };
+        let options = small_shards();
         let text = |i: usize| format!("passage {i} {}", "word ".repeat(i % 37));
 
         let mut crash_points = crash_points;
@@ -224,4 +229,40 @@ fn wrong_field_type_is_rejected() {
 
     let error = writer.push(&bad).unwrap_err().to_string();
     assert!(error.contains("`score` must be UInt32 or null"), "{error}");
+}
+
+#[test]
+fn reopened_sink_totals_stored_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_shards();
+    // Every seventh score is null; the rest are the row index.
+    let score = |i: usize| (!i.is_multiple_of(7)).then_some(i as u32);
+    let text = |i: usize| format!("passage {i} {}", "word ".repeat(i % 37));
+
+    // Dropped without closing, so the rows are in finished shards and in the journal.
+    let mut sink = ShardSink::open(dir.path(), schema(), options.clone()).unwrap();
+    for i in 0..300 {
+        sink.write(&record(i, text(i), None, score(i))).unwrap();
+    }
+    drop(sink);
+
+    let totaled = BTreeMap::from([("test".to_string(), "score".to_string())]);
+    let sink = ShardSink::open_with_totals(dir.path(), schema(), options, totaled).unwrap();
+    assert!(
+        sink.stats().resumed_rows > 0,
+        "some rows are in finished shards"
+    );
+    assert!(
+        sink.stats().replayed_rows > 0,
+        "some rows are in the journal"
+    );
+    let total = sink.stored_totals().get("test", "plain");
+    let expected_sum: u64 = (0..300).filter_map(score).map(u64::from).sum();
+    assert_eq!(total.sum, expected_sum);
+    assert_eq!(
+        total.nulls,
+        (0..300).filter(|i: &usize| i.is_multiple_of(7)).count() as u64
+    );
+    assert_eq!(sink.stored_totals().get("test", "other").sum, 0);
+    assert_eq!(sink.stored_totals().get("other", "plain").nulls, 0);
 }

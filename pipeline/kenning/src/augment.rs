@@ -112,6 +112,21 @@ fn count_failures(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Returns whether `budget` allows more tokens than the budget of the last complete run in
+/// `out_dir`, as its manifest records it. Without a manifest, or when that run had no budget,
+/// there is nothing to continue.
+fn budget_raised(out_dir: &Path, budget: Option<u64>) -> bool {
+    let previous = std::fs::read(out_dir.join("manifest.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|manifest| manifest.pointer("/config/stages/0/token_budget")?.as_u64());
+    match (previous, budget) {
+        (Some(previous), Some(budget)) => budget > previous,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Counts the valid documents of the input, for the progress bar's total.
 fn count_documents(config: &kenning_pipeline::InputConfig) -> Option<u64> {
     let documents = input::open(config).ok()?;
@@ -264,7 +279,14 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> 
     });
 
     let failures = output.dir.join("failures.jsonl");
-    let reopen = args.retry_failed && count_failures(&failures) > 0;
+    let budget_raised = budget_raised(&output.dir, args.token_budget);
+    if budget_raised {
+        tracing::info!(
+            budget = args.token_budget,
+            "the token budget is larger than that of the complete run in the output folder; continuing it"
+        );
+    }
+    let reopen = (args.retry_failed && count_failures(&failures) > 0) || budget_raised;
     let show_progress =
         !args.output.run.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let documents = if show_progress {
@@ -302,6 +324,8 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> 
         // The stage draws its own bar, with request rates and cost.
         progress: false,
         reopen_complete: reopen,
+        // The budget may change between runs: a larger one continues the corpus.
+        unfingerprinted: vec!["/stages/0/token_budget".into()],
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -121,6 +121,7 @@ pub fn run(config: PipelineConfig, options: RunOptions) -> anyhow::Result<RunSum
         restart: options.restart,
         progress: !options.no_progress,
         reopen_complete: false,
+        unfingerprinted: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,11 +19,12 @@ const CANARY: &str = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 /// A chat-completions server: responds to every request after `latency` with a text about the
 /// document, except for documents whose text contains `REJECT`, which get a 400 while
 /// `rejecting` is set. Entity-extraction requests get a JSON object with three entities of the
-/// document and one that is not in it.
+/// document and one that is not in it. Responses carry `usage` while `reporting_usage` is set.
 struct FakeServer {
     base_url: String,
     requests: Arc<AtomicUsize>,
     rejecting: Arc<AtomicBool>,
+    reporting_usage: Arc<AtomicBool>,
     prompts: Arc<Mutex<Vec<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
@@ -37,16 +38,19 @@ impl FakeServer {
             .unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let rejecting = Arc::new(AtomicBool::new(true));
+        let reporting_usage = Arc::new(AtomicBool::new(true));
         let prompts = Arc::new(Mutex::new(Vec::new()));
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         let counter = requests.clone();
         let (reject_switch, prompt_log) = (rejecting.clone(), prompts.clone());
+        let usage_switch = reporting_usage.clone();
         runtime.spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { break };
                 let counter = counter.clone();
                 let (reject_switch, prompt_log) = (reject_switch.clone(), prompt_log.clone());
+                let usage_switch = usage_switch.clone();
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -87,11 +91,14 @@ impl FakeServer {
                         } else {
                             format!("A rewrite of a document of {} characters.", prompt.len())
                         };
-                        (200, json!({
+                        let mut body = json!({
                             "model": "fake-model",
                             "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 50, "completion_tokens": 9}
-                        }))
+                        });
+                        if usage_switch.load(Ordering::SeqCst) {
+                            body["usage"] = json!({"prompt_tokens": 50, "completion_tokens": 9});
+                        }
+                        (200, body)
                     };
                     let body = body.to_string();
                     let response = format!(
@@ -107,6 +114,7 @@ impl FakeServer {
             base_url,
             requests,
             rejecting,
+            reporting_usage,
             prompts,
             _runtime: runtime,
         }
@@ -290,8 +298,200 @@ fn token_budget_stops_each_template_at_its_share() {
     assert!(server.requests() < 30 * 4, "{} requests", server.requests());
 }
 
+/// Waits until the server has received `count` requests, for at most 60 s.
+fn wait_for_requests(server: &FakeServer, count: usize) {
+    let started = Instant::now();
+    while server.requests() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} of {count} requests arrived",
+            server.requests()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Returns the number of rows of `out`, failing when a key is stored twice.
+fn unique_rows(out: &Path) -> usize {
+    let keys = column(out, "key");
+    let unique: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "a key is stored twice");
+    keys.len()
+}
+
+/// Returns `augment_command` with one request at a time and a token budget of `budget`.
+fn budgeted_command(server: &FakeServer, input: &Path, out: &Path, budget: &str) -> Command {
+    augment_command(
+        server,
+        input,
+        out,
+        &["--concurrency", "1", "--token-budget", budget],
+    )
+}
+
+#[test]
+fn token_budget_counts_rows_of_earlier_runs() {
+    let server = FakeServer::start(Duration::from_millis(50));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 30, &[]);
+    let out = dir.path().join("out");
+    let with_budget = |budget: &str| budgeted_command(&server, &input, &out, budget);
+
+    // Each completion reports 9 tokens, so a budget of 100 gives each of the two templates 50
+    // tokens: 6 completions reach it, and one or two more may be under way. The first run is
+    // killed once 8 requests arrived, so about 7 rows are stored.
+    let mut child = with_budget("100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_requests(&server, 8);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before_resume = server.requests();
+
+    // The resumed run counts the stored rows. A run that counted from zero would write
+    // another 12 to 14 rows on top of them.
+    run(with_budget("100"));
+    let resumed = unique_rows(&out);
+    eprintln!("{before_resume} requests before the kill, {resumed} rows after the resume");
+    assert!((12..=16).contains(&resumed), "{resumed} rows");
+    let after_resume = server.requests();
+    // The request in flight at the kill, plus at most one finished response in the channel to
+    // the sink and one being journaled, are paid twice.
+    assert!(after_resume <= resumed + 3, "{after_resume} requests");
+
+    // The same budget again sends nothing.
+    let again = run(with_budget("100"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to do"));
+    assert_eq!(server.requests(), after_resume);
+    assert_eq!(unique_rows(&out), resumed);
+
+    // A larger budget continues the complete run up to 100 tokens per template: 12 completions.
+    run(with_budget("200"));
+    let continued = unique_rows(&out);
+    eprintln!("{continued} rows after raising the budget to 200");
+    assert!((24..=30).contains(&continued), "{continued} rows");
+    assert_eq!(
+        server.requests() - after_resume,
+        continued - resumed,
+        "only the new rows were requested"
+    );
+    assert_eq!(manifest(&out)["config"]["stages"][0]["token_budget"], 200);
+}
+
+#[test]
+fn token_budget_counts_stored_rows_without_usage() {
+    let server = FakeServer::start(Duration::from_millis(1));
+    server.reporting_usage.store(false, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    write_documents(&input, 30, &[]);
+    let out = dir.path().join("out");
+    let with_budget = |budget: &str| {
+        let mut command = budgeted_command(&server, &input, &out, budget);
+        command.args(["--max-tokens", "40"]);
+        command
+    };
+
+    // Without usage a completion counts as a token per four characters of its text, about 10
+    // tokens for the fake server's rewrites, so each template's share of 50 takes 5 or 6.
+    run(with_budget("100"));
+    let stored = unique_rows(&out);
+    assert!((10..=16).contains(&stored), "{stored} rows");
+    let completion_tokens = column_is_null(&out, "completion_tokens");
+    assert!(
+        completion_tokens.iter().all(|&null| null),
+        "no row has usage"
+    );
+    let requests = server.requests();
+
+    // The raised budget gives each template 100 tokens. The stored rows count as 40 tokens
+    // each, at least 200 a template, so nothing is sent. Counting them as zero would send
+    // about 10 more requests a template.
+    let raised = run(with_budget("200"));
+    assert_eq!(server.requests(), requests);
+    assert_eq!(unique_rows(&out), stored);
+    let stderr = String::from_utf8_lossy(&raised.stderr);
+    assert!(
+        stderr.contains("stored rows without usage count as max_tokens each"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn entity_graph_kill_resends_only_in_flight_requests() {
+    let server = FakeServer::start(Duration::from_millis(40));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("docs.jsonl");
+    let documents = 20;
+    write_documents(&input, documents, &[]);
+    let out = dir.path().join("out");
+    let concurrency = 4;
+    let arguments = [ENTITY_GRAPH.as_slice(), &["--concurrency", "4"]].concat();
+    let command = || augment_command(&server, &input, &out, &arguments);
+    // Per document: 4 rewrites, one extraction, then 2 samples of 2 pairs and of one triple.
+    let requests = documents * (4 + 1 + 6);
+    let rows = documents * (4 + 6);
+
+    let mut child = command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_requests(&server, requests / 2);
+    child.kill().unwrap(); // SIGKILL to the child's PID on Unix.
+    child.wait().unwrap();
+    let before_resume = server.requests();
+    assert!(
+        before_resume < requests,
+        "{before_resume} requests before the kill"
+    );
+    // The kill falls between the two steps: some documents have their entities, others not.
+    let extracted_before = fs::read_to_string(out.join("entities.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        extracted_before > 0 && extracted_before < documents,
+        "{extracted_before} documents extracted before the kill"
+    );
+
+    run(command());
+    assert_eq!(unique_rows(&out), rows);
+    // Every extraction is stored once, on a whole line of its own.
+    let extractions = fs::read_to_string(out.join("entities.jsonl")).unwrap();
+    let documents_extracted: std::collections::HashSet<String> = extractions
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .map(|extraction| extraction["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(documents_extracted.len(), documents);
+    assert_eq!(extractions.lines().count(), documents, "{extractions}");
+    let extra = server.requests() - requests;
+    eprintln!("{before_resume} requests before the kill, {extra} sent twice");
+    // As for the rewrites: the requests in flight, plus at most one finished response in the
+    // channel to the sink and one being journaled, are paid twice.
+    assert!(extra <= concurrency + 2, "{extra} requests were sent twice");
+}
+
 fn manifest(out: &Path) -> Value {
     serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Reads the record batches of every shard of `out`, in shard order.
+fn batches(out: &Path) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    for shard in manifest(out)["shards"].as_array().unwrap() {
+        let file = fs::File::open(out.join(shard["path"].as_str().unwrap())).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(Result::unwrap));
+    }
+    batches
 }
 
 /// Reads a string column of every shard of `out`, in shard order.
@@ -300,21 +500,25 @@ fn column(out: &Path, name: &str) -> Vec<Option<String>> {
     use arrow_array::cast::AsArray;
 
     let mut values = Vec::new();
-    for shard in manifest(out)["shards"].as_array().unwrap() {
-        let file = fs::File::open(out.join(shard["path"].as_str().unwrap())).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let strings = batch.column_by_name(name).unwrap().as_string::<i32>();
-            for row in 0..strings.len() {
-                values.push((!strings.is_null(row)).then(|| strings.value(row).to_string()));
-            }
+    for batch in batches(out) {
+        let strings = batch.column_by_name(name).unwrap().as_string::<i32>();
+        for row in 0..strings.len() {
+            values.push((!strings.is_null(row)).then(|| strings.value(row).to_string()));
         }
     }
     values
+}
+
+/// Returns, for every row of `out` in shard order, whether column `name` is null.
+fn column_is_null(out: &Path, name: &str) -> Vec<bool> {
+    use arrow_array::Array;
+
+    let mut nulls = Vec::new();
+    for batch in batches(out) {
+        let values = batch.column_by_name(name).unwrap();
+        nulls.extend((0..values.len()).map(|row| values.is_null(row)));
+    }
+    nulls
 }
 
 #[test]
@@ -398,6 +602,16 @@ fn costs_and_corpus_statistics_reach_manifest_and_card() {
     assert!(stdout.contains("self-BLEU"), "{stdout}");
 }
 
+/// Arguments of the entity-graph tests: 2 pairs and up to 5 triples per document.
+const ENTITY_GRAPH: [&str; 6] = [
+    "--strategies",
+    "entigraph",
+    "--entity-pairs",
+    "2",
+    "--entity-triples",
+    "5",
+];
+
 #[test]
 fn entity_graph_relates_extracted_entities() {
     let server = FakeServer::start(Duration::from_millis(1));
@@ -407,21 +621,7 @@ fn entity_graph_relates_extracted_entities() {
     let out = dir.path().join("out");
     // The rewrite strategies of `augment_command` (implications, key_concepts, 2 samples) run
     // beside the entity graph.
-    let command = |server: &FakeServer| {
-        augment_command(
-            server,
-            &input,
-            &out,
-            &[
-                "--strategies",
-                "entigraph",
-                "--entity-pairs",
-                "2",
-                "--entity-triples",
-                "5",
-            ],
-        )
-    };
+    let command = |server: &FakeServer| augment_command(server, &input, &out, &ENTITY_GRAPH);
 
     run(command(&server));
     // Per document: 4 rewrites, one extraction, then 2 samples of 2 of the 3 pairs and of the

@@ -197,11 +197,16 @@ impl EntityStore {
 
     /// Stores an extraction before any relation request is sent for it.
     pub fn insert(&mut self, stage: &str, extraction: Extraction) -> Result<(), StageError> {
-        let line = serde_json::to_string(&extraction).expect("an extraction serializes");
-        writeln!(self.file, "{line}").map_err(|e| StageError::Failed {
-            stage: stage.into(),
-            message: format!("cannot write {}: {e}", self.path.display()),
-        })?;
+        let mut line = serde_json::to_string(&extraction).expect("an extraction serializes");
+        line.push('\n');
+        // One write call, so that a killed process leaves no line without its newline for the
+        // next run's first line to be appended to.
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| StageError::Failed {
+                stage: stage.into(),
+                message: format!("cannot write {}: {e}", self.path.display()),
+            })?;
         self.known.insert(extraction.doc_id.clone(), extraction);
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -116,7 +117,10 @@ pub struct Provider {
     /// Makes requests take tokens in arrival order: without it, small requests take the tokens
     /// as they accrue and a large request waits until the small ones run out.
     token_queue: tokio::sync::Mutex<()>,
-    jitter_state: std::sync::atomic::AtomicU64,
+    /// Tokens that responses used beyond what their requests took from `tokens`. The next
+    /// request takes them from the limiter before its own estimate.
+    token_debt: AtomicU64,
+    jitter_state: AtomicU64,
     /// An in-process generator that replaces the HTTP server.
     backend: Option<Arc<dyn Backend>>,
 }
@@ -173,7 +177,8 @@ impl Provider {
                 .tokens_per_minute
                 .map(|n| RateLimiter::direct(smooth_quota(n))),
             token_queue: tokio::sync::Mutex::new(()),
-            jitter_state: std::sync::atomic::AtomicU64::new(
+            token_debt: AtomicU64::new(0),
+            jitter_state: AtomicU64::new(
                 SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64),
@@ -189,7 +194,8 @@ impl Provider {
 
     /// Sends `body` (a chat or completions request without `model`) until it succeeds, fails
     /// for good, or runs out of attempts. `estimated_tokens` (prompt plus `max_tokens`) is
-    /// taken from the tokens-per-minute budget before sending.
+    /// taken from the tokens-per-minute budget before each attempt, and reconciled with the
+    /// `usage` of the response (see [`Provider::reconcile_tokens`]).
     pub async fn complete(
         &self,
         body: &Value,
@@ -211,6 +217,9 @@ impl Provider {
             self.wait_for_turn(estimated_tokens).await;
 
             let sent = self.send(&body).await;
+            if let Ok(completion) = &sent {
+                self.reconcile_tokens(estimated_tokens, completion);
+            }
             self.cooldown
                 .observe(matches!(sent, Err((Failure::Status(429), _, _))));
             let (failure, server_wait, detail) = match sent {
@@ -289,7 +298,7 @@ impl Provider {
     fn jitter(&self) -> f64 {
         let mut z = self
             .jitter_state
-            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -302,28 +311,55 @@ impl Provider {
         if let Some(requests) = &self.requests {
             requests.until_ready().await;
         }
-        if let (Some(tokens), Some(n)) = (&self.tokens, NonZeroU32::new(estimated_tokens)) {
-            // A request larger than the whole budget takes the full budget instead of
-            // waiting forever.
-            let cap = NonZeroU32::new(self.config.tokens_per_minute.map_or(1, NonZeroU32::get))
-                .expect("non-zero");
-            // NOTE: only the estimate is taken; the `usage` of the response is not reconciled
-            // with the limiter afterwards. tokio's mutex is fair, so waiters take turns in order.
-            let _turn = self.token_queue.lock().await;
-            let _ = tokens.until_n_ready(n.min(cap)).await;
+        let (Some(tokens), Some(per_minute)) = (&self.tokens, self.config.tokens_per_minute) else {
+            return;
+        };
+
+        // tokio's mutex is fair, so waiters take their turns in arrival order.
+        let _turn = self.token_queue.lock().await;
+        let debt = self.token_debt.swap(0, Ordering::Relaxed);
+        // A request larger than a minute's budget takes one minute's budget instead of waiting
+        // for more than a minute.
+        let estimate = estimated_tokens.min(per_minute.get());
+        take_tokens(tokens, debt + u64::from(estimate), quota_burst(per_minute)).await;
+    }
+
+    /// Adds what a response used beyond its request's estimate to the debt that the next
+    /// request takes from the tokens-per-minute limiter, so that the achieved rate follows the
+    /// limit even when the estimate is low. The debt of one response is capped at a minute's
+    /// budget, so that one huge response delays the next request by at most a minute.
+    ///
+    /// An estimate larger than the usage is not refunded, so the limiter errs on the slow side,
+    /// as a provider does that counts `max_tokens` when the request arrives.
+    /// A response without `usage` keeps its estimate.
+    fn reconcile_tokens(&self, estimated_tokens: u32, completion: &Completion) {
+        let (Some(per_minute), Some(usage)) = (self.config.tokens_per_minute, completion.usage)
+        else {
+            return;
+        };
+        let taken = u64::from(estimated_tokens.min(per_minute.get()));
+        let used = usage.prompt + usage.completion;
+        let extra = used.saturating_sub(taken).min(u64::from(per_minute.get()));
+        if extra > 0 {
+            self.token_debt.fetch_add(extra, Ordering::Relaxed);
+            tracing::debug!(
+                estimated_tokens,
+                used_tokens = used,
+                extra_tokens = extra,
+                "response used more tokens than estimated; the next request takes the difference"
+            );
         }
     }
 
     /// Sends one attempt.
     async fn send(&self, body: &Value) -> Result<Completion, (Failure, Option<Duration>, String)> {
         if let Some(backend) = &self.backend {
-            return backend
-                .complete(self.config.endpoint, body)
-                .await
-                .map_err(|error| match error {
+            return backend.complete(self.config.endpoint, body).await.map_err(
+                |error| match error {
                     BackendError::Invalid(detail) => (Failure::Status(400), None, detail),
                     BackendError::Unavailable(detail) => (Failure::Connection, None, detail),
-                });
+                },
+            );
         }
         let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.config.api_key {
@@ -365,8 +401,26 @@ impl Provider {
 /// Returns a per-minute quota whose burst is one second's share, so that the achieved rate stays
 /// close to the limit over any minute instead of front-loading a minute's worth.
 fn smooth_quota(per_minute: NonZeroU32) -> Quota {
-    let burst = NonZeroU32::new(per_minute.get().div_ceil(60)).expect("at least 1");
-    Quota::per_minute(per_minute).allow_burst(burst)
+    Quota::per_minute(per_minute).allow_burst(quota_burst(per_minute))
+}
+
+/// Returns the burst of [`smooth_quota`]: one second's share of the per-minute limit.
+fn quota_burst(per_minute: NonZeroU32) -> NonZeroU32 {
+    NonZeroU32::new(per_minute.get().div_ceil(60)).expect("at least 1")
+}
+
+/// Takes `count` cells from `limiter`, at most `burst` at a time, because governor 0.10's
+/// `until_n_ready` returns an error at once for more cells than the burst instead of waiting.
+async fn take_tokens(limiter: &DefaultDirectRateLimiter, mut count: u64, burst: NonZeroU32) {
+    while count > 0 {
+        let chunk = count.min(u64::from(burst.get())) as u32;
+        let chunk = NonZeroU32::new(chunk).expect("count is positive");
+        limiter
+            .until_n_ready(chunk)
+            .await
+            .expect("a chunk never exceeds the burst");
+        count -= u64::from(chunk.get());
+    }
 }
 
 fn transport_failure(error: &reqwest::Error) -> (Failure, Option<Duration>, String) {

@@ -44,7 +44,8 @@ struct Run {
     report: StageReport,
     usage: Usage,
     progress: Progress,
-    /// Completion tokens of this run by template, for the token budget.
+    /// Completion tokens stored in the output folder by template, earlier runs' included, for
+    /// the token budget.
     produced: BTreeMap<String, u64>,
     budget_share: Option<u64>,
     budget_skipped: u64,
@@ -69,7 +70,8 @@ pub(crate) async fn run(
     let progress = Progress::new(stage.progress, planned);
     let budget_share = stage
         .token_budget
-        .map(|budget| budget / stage.budgeted_templates().max(1) as u64);
+        .map(|budget| budget / stage.budgeted_templates().len().max(1) as u64);
+    let produced = stored_tokens(&stage, &context);
     let mut run = Run {
         stage,
         context,
@@ -82,7 +84,7 @@ pub(crate) async fn run(
         },
         usage: Usage::default(),
         progress,
-        produced: BTreeMap::new(),
+        produced,
         budget_share,
         budget_skipped: 0,
         failed_now: HashSet::new(),
@@ -396,6 +398,42 @@ impl Run {
         self.report.usage = Some(self.usage);
         Ok(self.report)
     }
+}
+
+/// Returns the completion tokens of the rows that earlier runs stored, by budgeted template.
+///
+/// A row stored without `usage` (its `completion_tokens` is null) counts as `max_tokens`, the
+/// most it can hold, because its text is not read back. This is an upper bound, so a resumed
+/// run stops no later than the budget allows. During a run such a response counts as a token
+/// per four characters of its text instead, so a resumed run may stop earlier than an
+/// uninterrupted one would.
+fn stored_tokens(stage: &AugmentStage, context: &StageContext) -> BTreeMap<String, u64> {
+    let mut tokens = BTreeMap::new();
+    let mut rows_without_usage = 0;
+    for template in stage.budgeted_templates() {
+        let total = context.stored.get(STAGE, template);
+        let spent = total.sum + total.nulls * u64::from(stage.sampling.max_tokens);
+        rows_without_usage += total.nulls;
+        if spent > 0 {
+            tokens.insert(template.to_string(), spent);
+        }
+    }
+    if stage.token_budget.is_none() || tokens.is_empty() {
+        return tokens;
+    }
+
+    tracing::info!(
+        completion_tokens = tokens.values().sum::<u64>(),
+        "token budget: counting the completion tokens that earlier runs stored"
+    );
+    if rows_without_usage > 0 {
+        tracing::warn!(
+            rows = rows_without_usage,
+            max_tokens = stage.sampling.max_tokens,
+            "token budget: stored rows without usage count as max_tokens each"
+        );
+    }
+    tokens
 }
 
 /// Estimates a request's tokens before sending: about four characters a token for the prompt,

@@ -89,13 +89,11 @@ impl AugmentStage {
         }
     }
 
-    /// Stops sending new requests for a template once the completions of this run reached its
-    /// share of `budget` tokens: the budget is split evenly across the templates (the entity
-    /// extraction excluded). Requests in flight still finish, so a share can be exceeded by at
-    /// most their `max_tokens`.
-    ///
-    /// NOTE: the budget counts the tokens of this run only; a resumed run starts counting
-    /// from zero.
+    /// Stops sending new requests for a template once the completions stored in the output
+    /// folder reached its share of `budget` tokens. The budget is split evenly across the
+    /// templates (the entity extraction excluded). The rows of earlier runs count, so a resumed
+    /// run or a re-run with a larger budget continues from what is stored. Requests in flight
+    /// still finish, so a share can be exceeded by at most their `max_tokens`.
     pub fn with_token_budget(mut self, budget: Option<u64>) -> Self {
         self.token_budget = budget;
         self
@@ -121,12 +119,18 @@ impl AugmentStage {
         self
     }
 
-    /// Returns the templates whose completions count against the token budget.
-    pub(crate) fn budgeted_templates(&self) -> usize {
-        let relations = self.entity_graph.as_ref().map_or(0, |g| {
-            usize::from(g.pair.is_some()) + usize::from(g.triple.is_some())
-        });
-        self.templates.len() + relations
+    /// Returns the names of the templates whose completions count against the token budget.
+    pub(crate) fn budgeted_templates(&self) -> Vec<&str> {
+        let relations = self
+            .entity_graph
+            .iter()
+            .flat_map(|g| [g.pair.as_ref(), g.triple.as_ref()])
+            .flatten();
+        self.templates
+            .iter()
+            .chain(relations)
+            .map(|t| t.name.as_str())
+            .collect()
     }
 
     /// Builds the request body of `template` for `record`, with `extra` placeholder values
@@ -265,6 +269,10 @@ impl Stage for AugmentStage {
                 "entity_graph": graph.map(|g| g.counts),
             }),
         }
+    }
+
+    fn totaled_column(&self) -> Option<&'static str> {
+        Some("completion_tokens")
     }
 
     fn run(self: Box<Self>, context: StageContext) -> BoxFuture<Result<StageReport, StageError>> {

@@ -36,13 +36,22 @@ fn ok(text: &str) -> Reply {
 }
 
 fn completion(text: &str, finish_reason: &str) -> Reply {
+    completion_with_usage(text, finish_reason, 10, 5)
+}
+
+fn completion_with_usage(
+    text: &str,
+    finish_reason: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> Reply {
     Reply::Respond {
         status: 200,
         headers: Vec::new(),
         body: json!({
             "id": "chatcmpl-1", "object": "chat.completion", "model": "test-model",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
         })
         .to_string(),
     }
@@ -468,6 +477,109 @@ async fn request_rate_follows_the_limit() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(2800), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
+
+/// Requests and tokens of one run of [`run_token_limited`].
+struct TokenRun {
+    requests: usize,
+    /// Tokens the server reported in `usage`, summed over all responses.
+    tokens: u64,
+    elapsed: Duration,
+}
+
+/// Sends requests that take `estimate` tokens each from `workers` tasks through a provider
+/// limited to `tokens_per_minute`, until `window` has passed or 200 requests were sent, then
+/// waits for those in flight. The server reports `prompt_tokens` + `completion_tokens` of
+/// usage for every request.
+async fn run_token_limited(
+    tokens_per_minute: u32,
+    estimate: u32,
+    (prompt_tokens, completion_tokens): (u64, u64),
+    workers: usize,
+    window: Duration,
+) -> TokenRun {
+    let server = Server::start(
+        Vec::new(),
+        completion_with_usage("x", "stop", prompt_tokens, completion_tokens),
+    )
+    .await;
+    let mut settings = config(&server);
+    settings.tokens_per_minute = NonZeroU32::new(tokens_per_minute);
+    settings.concurrency = workers;
+    settings.timeout = Duration::from_secs(30);
+    let provider = Arc::new(Provider::new(settings).unwrap());
+    let sent = Arc::new(AtomicUsize::new(0));
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let provider = provider.clone();
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                while started.elapsed() < window && sent.fetch_add(1, Ordering::SeqCst) < 200 {
+                    provider.complete(&request(), estimate).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let requests = server.requests();
+    TokenRun {
+        requests,
+        tokens: requests as u64 * (prompt_tokens + completion_tokens),
+        elapsed: started.elapsed(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rate_follows_reported_usage() {
+    // 60,000 tokens per minute is 1,000 per second with a burst of 1,000. Each request is
+    // estimated at 20 tokens but the server reports 600, so a limiter that kept the estimates
+    // would let about 30,000 reported tokens per second through.
+    let (per_second, burst, workers) = (1_000.0, 1_000.0, 4);
+    let run = run_token_limited(60_000, 20, (100, 500), workers, Duration::from_secs(3)).await;
+    let rate = run.tokens as f64 / run.elapsed.as_secs_f64();
+    eprintln!(
+        "{} requests, {} tokens in {:?}: {rate:.0} tokens/s against a limit of {per_second}/s",
+        run.requests, run.tokens, run.elapsed
+    );
+
+    assert!(run.requests >= 3, "{} requests", run.requests);
+    // Each request takes the extra tokens of the responses that came before it, so only the
+    // last `workers` responses can be unpaid when the run ends. One more burst is slack for
+    // timer granularity.
+    let unpaid = workers as f64 * (600.0 - 20.0);
+    let allowed = 2.0 * burst + per_second * run.elapsed.as_secs_f64() + unpaid;
+    assert!(
+        run.tokens as f64 <= allowed,
+        "{} tokens reported in {:?}; the limit allows {allowed:.0}",
+        run.tokens,
+        run.elapsed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_limit_holds_above_the_burst() {
+    // Each request is estimated at 2,000 tokens, twice the burst of 1,000, and uses as much.
+    // The limiter must take it in parts instead of letting it through.
+    let (per_second, burst) = (1_000.0, 1_000.0);
+    let run = run_token_limited(60_000, 2_000, (500, 1_500), 1, Duration::from_secs(2)).await;
+    eprintln!(
+        "{} requests, {} tokens in {:?}",
+        run.requests, run.tokens, run.elapsed
+    );
+
+    assert!(run.requests >= 1, "{} requests", run.requests);
+    let allowed = 2.0 * burst + per_second * run.elapsed.as_secs_f64();
+    assert!(
+        run.tokens as f64 <= allowed,
+        "{} tokens reported in {:?}; the limit allows {allowed:.0}",
+        run.tokens,
+        run.elapsed
+    );
 }
 
 #[tokio::test]

@@ -11,13 +11,14 @@ pub mod journal;
 pub mod reader;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::record::Record;
+use crate::record::{self, Cell, Record};
 use crate::schema::{ColumnType, RecordSchema};
+use crate::stage::{ColumnTotal, StoredTotals};
 use journal::Journal;
 pub use writer::{ColumnSettings, FinishedShard, ShardOptions, ShardWriter, UnsyncedShard};
 
@@ -93,6 +94,10 @@ pub struct ShardSink {
     previous: Arc<HashSet<u128>>,
     current: HashSet<u128>,
     stats: SinkStats,
+    /// The column to total for the rows of each stage, by stage name.
+    totaled: BTreeMap<String, String>,
+    /// Totals of the `totaled` columns over the rows of earlier runs, by stage and variant.
+    totals: HashMap<(String, String), ColumnTotal>,
 }
 
 impl ShardSink {
@@ -101,6 +106,18 @@ impl ShardSink {
         state_dir: &Path,
         schema: RecordSchema,
         options: ShardOptions,
+    ) -> Result<Self, SinkError> {
+        Self::open_with_totals(state_dir, schema, options, BTreeMap::new())
+    }
+
+    /// Opens the sink like [`ShardSink::open`], and also sums, for the rows of earlier runs, the
+    /// integer column that `totaled` names for their stage, by stage and variant. A column
+    /// that is not in the schema is not totaled.
+    pub fn open_with_totals(
+        state_dir: &Path,
+        schema: RecordSchema,
+        options: ShardOptions,
+        totaled: BTreeMap<String, String>,
     ) -> Result<Self, SinkError> {
         let shards_dir = state_dir.join("shards");
         let wal_dir = state_dir.join("wal");
@@ -123,6 +140,8 @@ impl ShardSink {
             previous: Arc::new(HashSet::new()),
             current: HashSet::new(),
             stats: SinkStats::default(),
+            totaled,
+            totals: HashMap::new(),
         };
         sink.load_finished_shards()?;
         sink.replay_journals(&replay_dir)?;
@@ -141,6 +160,11 @@ impl ShardSink {
 
     pub fn stats(&self) -> &SinkStats {
         &self.stats
+    }
+
+    /// Returns the totals of the rows that earlier runs stored (see [`ShardSink::open_with_totals`]).
+    pub fn stored_totals(&self) -> StoredTotals {
+        StoredTotals::new(self.totals.clone())
     }
 
     /// Stores one record unless an earlier run already did.
@@ -236,11 +260,51 @@ impl ShardSink {
                 previous.insert(digest);
             })?;
             self.stats.resumed_rows += shard.rows;
+            self.total_shard(&entry)?;
             let next = self.next_index.entry(split.to_string()).or_insert(0);
             *next = (*next).max(index + 1);
             self.finished.push(shard);
         }
         Ok(())
+    }
+
+    /// Adds the `totaled` columns of a finished shard's rows to the totals.
+    fn total_shard(&mut self, path: &Path) -> Result<(), SinkError> {
+        for (stage, column) in &self.totaled {
+            let Some(index) = self.schema.arrow().index_of(column).ok() else {
+                continue;
+            };
+            reader::scan_column(path, index, |key, value| {
+                if let Some((key_stage, variant)) = record::stage_and_variant(key)
+                    && key_stage == stage.as_str()
+                {
+                    self.totals
+                        .entry((stage.clone(), variant.to_string()))
+                        .or_default()
+                        .add(value);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Adds the `totaled` column of a replayed record to the totals.
+    fn total_record(&mut self, record: &Record) {
+        let Some(column) = self.totaled.get(&record.key.stage) else {
+            return;
+        };
+        if self.schema.arrow().index_of(column).is_err() {
+            return;
+        }
+        let value = match record.field(column) {
+            Some(Cell::UInt32(value)) => Some(u64::from(*value)),
+            Some(Cell::UInt64(value)) => Some(*value),
+            _ => None,
+        };
+        self.totals
+            .entry((record.key.stage.clone(), record.key.variant.clone()))
+            .or_default()
+            .add(value);
     }
 
     /// Writes the records of interrupted journals into new shards.
@@ -277,6 +341,7 @@ impl ShardSink {
                 Arc::get_mut(&mut self.previous)
                     .expect("the key index is not shared while journals are replayed")
                     .insert(digest);
+                self.total_record(&record);
                 self.store(&record)?;
                 self.stats.replayed_rows += 1;
             }
