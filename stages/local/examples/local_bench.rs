@@ -14,6 +14,11 @@ use kenning_local::{
     GenerateRequest, LoadOptions, LocalModel, Prompt, SamplingParams, WeightFormat,
 };
 
+// The same allocator as the `kenning` binary, so that the figures are what `kenning serve` and
+// `kenning augment --provider local` do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut weights = WeightFormat::Q8_0;
     let mut batch = 8usize;
