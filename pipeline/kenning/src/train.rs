@@ -1,10 +1,12 @@
 //! `kenning train` and `kenning experiment`: flags to settings, the run, and its summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use kenning_train::experiment::{self, Scale, storage_extraction};
+use kenning_train::experiment::{
+    self, Scale, mixing_phase, spurious_correlation, storage_extraction,
+};
 use kenning_train::{Corpus, TrainConfig, read_shards};
 
 #[derive(Debug, Args)]
@@ -58,7 +60,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
-    /// Experiment to run: storage-vs-extraction.
+    /// Experiment to run: storage-vs-extraction, mixing-phase-transition or
+    /// spurious-correlation.
     pub name: String,
 
     /// Output folder for the runs, the report (report.md) and the plots.
@@ -275,26 +278,62 @@ pub fn run_experiment(args: ExperimentArgs) -> anyhow::Result<()> {
         ),
     };
     match args.name.as_str() {
-        "storage-vs-extraction" => {
-            let config = storage_extraction::ExperimentConfig::from_toml(&text, &source)?;
-            let report = storage_extraction::run(&config, &args.out)?;
-            for v in &report.variants {
-                println!(
-                    "{:<16} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
-                    v.name,
-                    v.storage * 100.0,
-                    v.qa_train * 100.0,
-                    v.qa_test * 100.0
-                );
-            }
-            println!("Report: {}", report.report_path.display());
-            Ok(())
-        }
+        "storage-vs-extraction" => run_storage_extraction(&text, &source, &args.out),
+        "mixing-phase-transition" => run_mixing_phase(&text, &source, &args.out),
+        "spurious-correlation" => run_spurious_correlation(&text, &source, &args.out),
         other => anyhow::bail!(
             "unknown experiment `{other}`: choose one of {}",
             experiment::NAMES.join(", ")
         ),
     }
+}
+
+fn run_storage_extraction(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = storage_extraction::ExperimentConfig::from_toml(text, source)?;
+    let report = storage_extraction::run(&config, out)?;
+    for v in &report.variants {
+        println!(
+            "{:<16} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
+            v.name,
+            v.storage * 100.0,
+            v.qa_train * 100.0,
+            v.qa_test * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_mixing_phase(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = mixing_phase::ExperimentConfig::from_toml(text, source)?;
+    let report = mixing_phase::run(&config, out)?;
+    for r in &report.ratios {
+        println!(
+            "r = {:.2}  storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
+            r.ratio,
+            r.storage * 100.0,
+            r.qa_train * 100.0,
+            r.qa_test * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_spurious_correlation(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = spurious_correlation::ExperimentConfig::from_toml(text, source)?;
+    let report = spurious_correlation::run(&config, out)?;
+    for r in &report.rhos {
+        let auroc = r.auroc.map_or("n/a".into(), |v| format!("{v:.3}"));
+        println!(
+            "rho = {:.2}  hallucination rate {:>5.1}%  QA train people {:>5.1}%  AUROC {auroc}",
+            r.rho,
+            r.hallucination_rate * 100.0,
+            r.qa_train * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
 }
 
 fn pin_threads(threads: Option<usize>) {

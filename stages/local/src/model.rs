@@ -119,7 +119,9 @@ impl Llama {
         };
         let embeddings = dequantize(file, "token_embd.weight", &embeddings, device)?;
         let output = projection(file, "output.weight", output, format, device)?;
-        let norm = file.tensor("output_norm.weight", device)?.dequantize(device)?;
+        let norm = file
+            .tensor("output_norm.weight", device)?
+            .dequantize(device)?;
 
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
@@ -303,7 +305,11 @@ fn causal_mask(len: usize, total: usize, group: usize, device: &Device) -> Resul
     for _ in 0..group {
         for r in 0..len {
             for key in 0..total {
-                mask.push(if key <= start + r { 0f32 } else { f32::NEG_INFINITY });
+                mask.push(if key <= start + r {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
             }
         }
     }
@@ -314,7 +320,11 @@ fn causal_mask(len: usize, total: usize, group: usize, device: &Device) -> Resul
 fn rotary_tables(config: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let inverse: Vec<f32> = (0..half)
-        .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f32 / config.head_dim as f32))
+        .map(|i| {
+            1.0 / config
+                .rope_theta
+                .powf(2.0 * i as f32 / config.head_dim as f32)
+        })
         .collect();
     let inverse = Tensor::from_vec(inverse, (1, half), device)?;
     let positions = Tensor::arange(0u32, config.context_length as u32, device)?
@@ -326,11 +336,13 @@ fn rotary_tables(config: &LlamaConfig, device: &Device) -> Result<(Tensor, Tenso
 
 /// Dequantizes a tensor, refusing types candle cannot read.
 fn dequantize(file: &GgufFile, name: &str, tensor: &QTensor, device: &Device) -> Result<Tensor> {
-    tensor.dequantize(device).map_err(|_| LocalError::Quantization {
-        path: file.path().to_path_buf(),
-        tensor: name.to_string(),
-        dtype: tensor.dtype(),
-    })
+    tensor
+        .dequantize(device)
+        .map_err(|_| LocalError::Quantization {
+            path: file.path().to_path_buf(),
+            tensor: name.to_string(),
+            dtype: tensor.dtype(),
+        })
 }
 
 /// Prepares one projection matrix in the chosen format.
@@ -372,5 +384,8 @@ fn eight_bit(file: &GgufFile, name: &str, tensor: QTensor, device: &Device) -> R
         return Ok(QMatMul::from_qtensor(tensor)?);
     }
     let dense = dequantize(file, name, &tensor, device)?;
-    Ok(QMatMul::from_qtensor(QTensor::quantize(&dense, GgmlDType::Q8_0)?)?)
+    Ok(QMatMul::from_qtensor(QTensor::quantize(
+        &dense,
+        GgmlDType::Q8_0,
+    )?)?)
 }

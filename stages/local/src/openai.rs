@@ -1,7 +1,7 @@
 //! OpenAI-compatible request bodies and responses for the local model, shared by the augment
 //! stage's `local` provider and `kenning serve`.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::chat::Message;
 use crate::generate::{GenerateRequest, Generation, Prompt};
@@ -36,8 +36,9 @@ pub fn parse_request(
                     .get("role")
                     .and_then(Value::as_str)
                     .ok_or_else(|| format!("messages[{i}].role must be a string"))?;
-                let content = content_text(message.get("content"))
-                    .ok_or_else(|| format!("messages[{i}].content must be a string or text parts"))?;
+                let content = content_text(message.get("content")).ok_or_else(|| {
+                    format!("messages[{i}].content must be a string or text parts")
+                })?;
                 out.push(Message::new(role, content));
             }
             if out.is_empty() {
@@ -69,10 +70,16 @@ pub fn parse_request(
             if n >= 1.0 && n.fract() == 0.0 {
                 Ok(n as usize)
             } else {
-                Err(format!("`max_tokens` must be a whole number of at least 1, got {n}"))
+                Err(format!(
+                    "`max_tokens` must be a whole number of at least 1, got {n}"
+                ))
             }
         })?;
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+    if body
+        .get("n")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n != 1)
+    {
         return Err("`n` other than 1 is not supported; send one request per sample".into());
     }
     let sampling = SamplingParams {
@@ -82,7 +89,9 @@ pub fn parse_request(
         min_p: number("min_p")?.unwrap_or(0.0) as f32,
         seed: match body.get("seed") {
             None | Some(Value::Null) => default_seed,
-            Some(value) => value.as_u64().ok_or("`seed` must be a whole number of 0 or more")?,
+            Some(value) => value
+                .as_u64()
+                .ok_or("`seed` must be a whole number of 0 or more")?,
         },
     };
     sampling.check().map_err(|e| e.to_string())?;
@@ -91,7 +100,11 @@ pub fn parse_request(
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
-            .map(|s| s.as_str().map(str::to_string).ok_or("`stop` must hold strings"))
+            .map(|s| {
+                s.as_str()
+                    .map(str::to_string)
+                    .ok_or("`stop` must hold strings")
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`stop` must be a string or an array of strings".into()),
     };
@@ -119,7 +132,13 @@ fn content_text(content: Option<&Value>) -> Option<String> {
 }
 
 /// Builds the response body for a finished generation.
-pub fn response(endpoint: Endpoint, id: &str, model: &str, created: u64, generation: &Generation) -> Value {
+pub fn response(
+    endpoint: Endpoint,
+    id: &str,
+    model: &str,
+    created: u64,
+    generation: &Generation,
+) -> Value {
     let choice = match endpoint {
         Endpoint::Chat => json!({
             "index": 0,
@@ -168,7 +187,10 @@ mod tests {
         let request = parse_request(Endpoint::Chat, &body, 0).unwrap();
         assert_eq!(
             request.prompt,
-            Prompt::Chat(vec![Message::new("system", "Be brief."), Message::new("user", "Hi there")])
+            Prompt::Chat(vec![
+                Message::new("system", "Be brief."),
+                Message::new("user", "Hi there")
+            ])
         );
         assert_eq!(request.max_tokens, 20);
         assert_eq!(request.sampling.seed, 3);
@@ -180,11 +202,26 @@ mod tests {
     fn names_the_bad_field() {
         let bad = [
             (json!({"messages": "hi"}), "messages"),
-            (json!({"messages": [{"role": "user"}]}), "messages[0].content"),
-            (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), "max_tokens"),
-            (json!({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}), "temperature"),
-            (json!({"messages": [{"role": "user", "content": "x"}], "top_p": 2}), "top_p"),
-            (json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), "`n`"),
+            (
+                json!({"messages": [{"role": "user"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+                "max_tokens",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
+                "temperature",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "top_p": 2}),
+                "top_p",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "n": 2}),
+                "`n`",
+            ),
         ];
         for (body, field) in bad {
             let error = parse_request(Endpoint::Chat, &body, 0).unwrap_err();

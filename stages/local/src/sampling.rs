@@ -193,7 +193,10 @@ mod tests {
             ..params(1.0)
         });
         let draws: Vec<u32> = (0..400).map(|_| sampler.sample(&logits)).collect();
-        assert!(draws.iter().all(|&t| t <= 1), "only the two most likely tokens reach 0.9");
+        assert!(
+            draws.iter().all(|&t| t <= 1),
+            "only the two most likely tokens reach 0.9"
+        );
         assert!(draws.contains(&1), "the second token is still drawn");
     }
 
@@ -211,8 +214,29 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        assert!(SamplingParams { temperature: -1.0, ..params(1.0) }.check().is_err());
-        assert!(SamplingParams { top_p: 0.0, ..params(1.0) }.check().is_err());
-        assert!(SamplingParams { min_p: 1.5, ..params(1.0) }.check().is_err());
+        assert!(
+            SamplingParams {
+                temperature: -1.0,
+                ..params(1.0)
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            SamplingParams {
+                top_p: 0.0,
+                ..params(1.0)
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            SamplingParams {
+                min_p: 1.5,
+                ..params(1.0)
+            }
+            .check()
+            .is_err()
+        );
     }
 }

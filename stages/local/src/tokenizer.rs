@@ -6,11 +6,11 @@
 //! `smollm` pre-tokenizer, and control tokens matched only in template markup.
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{LocalError, Result};
@@ -70,7 +70,11 @@ impl GgufTokenizer {
                 merge
                     .split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| fail(format!("merge `{merge}` is not two tokens separated by a space")))
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "merge `{merge}` is not two tokens separated by a space"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
 

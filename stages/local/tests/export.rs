@@ -31,7 +31,10 @@ fn dense_export_generates_like_the_original() {
     let generate = |path| {
         let mut options = LoadOptions::new(path);
         options.weights = WeightFormat::F32;
-        LocalModel::load(&options).unwrap().generate_blocking(request.clone()).unwrap()
+        LocalModel::load(&options)
+            .unwrap()
+            .generate_blocking(request.clone())
+            .unwrap()
     };
     assert_eq!(generate(copy), generate(original));
 }

@@ -33,7 +33,9 @@ fn chat_reply_mentions_the_prompt_topic() {
         .unwrap();
     let text = reply.text.to_lowercase();
     assert!(
-        ["ocean", "wave", "sea", "water"].iter().any(|w| text.contains(w)),
+        ["ocean", "wave", "sea", "water"]
+            .iter()
+            .any(|w| text.contains(w)),
         "reply: {}",
         reply.text
     );
@@ -53,14 +55,24 @@ fn seed_fixes_the_text() {
     let others: Vec<String> = (12..15)
         .map(|seed| model.generate_blocking(request(seed)).unwrap().text)
         .collect();
-    assert!(others.iter().any(|t| *t != first.text), "{first:?} {others:?}");
+    assert!(
+        others.iter().any(|t| *t != first.text),
+        "{first:?} {others:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_keeps_each_text() {
     let model = common::model();
     let requests: Vec<GenerateRequest> = (0..4)
-        .map(|i| chat(&format!("Count from {i} to {} in words.", i + 5), 20, 0.9, 100 + i))
+        .map(|i| {
+            chat(
+                &format!("Count from {i} to {} in words.", i + 5),
+                20,
+                0.9,
+                100 + i,
+            )
+        })
         .collect();
 
     let mut alone = Vec::new();
@@ -118,8 +130,13 @@ fn end_of_turn_ends_with_stop() {
 fn prompt_over_context_window_is_rejected() {
     let model = common::model();
     let long = "word ".repeat(9000);
-    let error = model.generate_blocking(chat(&long, 10, 0.0, 0)).unwrap_err();
-    assert!(matches!(error, LocalError::PromptTooLong { context: 8192, .. }), "{error}");
+    let error = model
+        .generate_blocking(chat(&long, 10, 0.0, 0))
+        .unwrap_err();
+    assert!(
+        matches!(error, LocalError::PromptTooLong { context: 8192, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("context window"));
 }
 
@@ -156,6 +173,8 @@ fn bad_model_files_give_clear_errors() {
     let truncated = dir.path().join("truncated.gguf");
     let bytes = std::fs::read(common::model_path()).unwrap();
     std::fs::write(&truncated, &bytes[..10 << 20]).unwrap();
-    let error = LocalModel::load(&LoadOptions::new(&truncated)).err().unwrap();
+    let error = LocalModel::load(&LoadOptions::new(&truncated))
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("truncated"), "{error}");
 }
