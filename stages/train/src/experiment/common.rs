@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Result, TrainError};
 use crate::eval::{BiosData, qa_document};
 use crate::metrics::MetricsLog;
-use crate::plot::Series;
+use crate::plot::{Series, series_color_hex};
 use crate::run::write_json;
 
 /// Share of the people whose QA pairs are in training, when a config leaves it out.
@@ -49,6 +49,19 @@ pub(crate) fn loss_series(name: &str, run_dir: &Path) -> Result<Series> {
             .map(|r| (r.step as f64, r.loss))
             .collect(),
     })
+}
+
+/// Returns the markdown that shows `loss.png` with `alt` text, followed by a legend that gives
+/// the colour of each series label, in plot order.
+pub(crate) fn loss_plot_markdown(alt: &str, labels: impl Iterator<Item = String>) -> String {
+    let legend: Vec<String> = labels
+        .enumerate()
+        .map(|(i, label)| format!("{label} ({})", series_color_hex(i)))
+        .collect();
+    format!(
+        "![{alt}](loss.png)\n\nLines: {}; x is the step, y the training loss.\n",
+        legend.join(", ")
+    )
 }
 
 /// File name of an experiment's markdown report inside its output folder.

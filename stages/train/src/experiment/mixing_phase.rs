@@ -20,7 +20,8 @@ use crate::plot::{Series, line_plot, series_color_hex};
 use crate::run::train;
 
 use super::common::{
-    REPORT_FILE, bios_documents, check_sweep, loss_series, parse_config, write_report,
+    REPORT_FILE, bios_documents, check_sweep, loss_plot_markdown, loss_series, parse_config,
+    write_report,
 };
 use super::mixing::{mix, read_web_text};
 
@@ -278,19 +279,15 @@ fn markdown(config: &ExperimentConfig, report: &ExperimentReport) -> String {
     text.push_str(&format!(
         "\n\n![accuracy against the mixing ratio](accuracy.png)\n\n\
          x is the mixing ratio r; lines: storage ({}), QA of training people ({}), QA of \
-         held-out people ({}).\n\n![training loss per ratio](loss.png)\n\nLines: ",
+         held-out people ({}).\n\n",
         series_color_hex(0),
         series_color_hex(1),
         series_color_hex(2)
     ));
-    let legend: Vec<String> = report
-        .ratios
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("r = {:.2} ({})", r.ratio, series_color_hex(i)))
-        .collect();
-    text.push_str(&legend.join(", "));
-    text.push_str("; x is the step, y the training loss.\n");
+    text.push_str(&loss_plot_markdown(
+        "training loss per ratio",
+        report.ratios.iter().map(|r| format!("r = {:.2}", r.ratio)),
+    ));
     text
 }
 

@@ -23,7 +23,8 @@ use crate::plot::{Series, line_plot, series_color_hex};
 use crate::run::train;
 
 use super::common::{
-    REPORT_FILE, bios_documents, check_sweep, loss_series, parse_config, write_report,
+    REPORT_FILE, bios_documents, check_sweep, loss_plot_markdown, loss_series, parse_config,
+    write_report,
 };
 
 /// Settings of the experiment, read from `experiments/spurious-correlation*.toml`.
@@ -323,20 +324,16 @@ fn markdown(config: &ExperimentConfig, results: &[RhoResult]) -> String {
          about known people (`{}` split) from answers about unknown people; 0.5 is chance.\n\n\
          ![hallucination against ρ](hallucination.png)\n\n\
          x is ρ; lines: hallucination rate ({}), confidence of hallucinations ({}), AUROC ({}). \
-         A ρ without hallucinations has no confidence point.\n\n\
-         ![training loss per ρ](loss.png)\n\nLines: ",
+         A ρ without hallucinations has no confidence point.\n\n",
         config.known_split,
         series_color_hex(0),
         series_color_hex(1),
         series_color_hex(2)
     ));
-    let legend: Vec<String> = results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("ρ = {:.2} ({})", r.rho, series_color_hex(i)))
-        .collect();
-    text.push_str(&legend.join(", "));
-    text.push_str("; x is the step, y the training loss.\n");
+    text.push_str(&loss_plot_markdown(
+        "training loss per ρ",
+        results.iter().map(|r| format!("ρ = {:.2}", r.rho)),
+    ));
     text
 }
 

@@ -19,7 +19,7 @@ use crate::eval::{BiosData, accuracy, qa_probes, storage_probes};
 use crate::plot::{Series, line_plot, series_color_hex};
 use crate::run::train;
 
-use super::common::{REPORT_FILE, bios_documents, parse_config, write_report};
+use super::common::{REPORT_FILE, bios_documents, loss_plot_markdown, parse_config, write_report};
 
 /// Settings of the experiment, read from `experiments/storage-vs-extraction*.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,15 +219,12 @@ fn markdown(config: &ExperimentConfig, results: &[VariantResult]) -> String {
          value. Held-out people's facts appear only in biographies, so their QA accuracy \
          measures extraction.\n\n",
     );
-    text.push_str("![training loss per variant](loss.png)\n\nLines: ");
-    let legend: Vec<String> = results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("{} ({})", r.name, series_color_hex(i)))
-        .collect();
-    text.push_str(&legend.join(", "));
+    text.push_str(&loss_plot_markdown(
+        "training loss per variant",
+        results.iter().map(|r| r.name.clone()),
+    ));
     text.push_str(
-        "; x is the step, y the training loss.\n\n![accuracy per variant](accuracy.png)\n\n\
+        "\n![accuracy per variant](accuracy.png)\n\n\
          x is the variant index in the table; lines: storage (",
     );
     text.push_str(&format!(
