@@ -313,8 +313,8 @@ fn transition_text(jump: Option<&Jump>) -> String {
     } else {
         format!(
             "Phase transition: none found at this size. The largest rise of storage accuracy \
-             between neighboring ratios is {rise}, below the {:.0} points or half of the \
-             sweep's range that the report calls a jump.",
+             between neighboring ratios is {rise}. A jump needs a rise of at least {:.0} \
+             points that is also at least half of the sweep's range.",
             JUMP_MIN_RISE * 100.0
         )
     }
