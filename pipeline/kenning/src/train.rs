@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use kenning_train::experiment::{
-    self, Scale, mixing_phase, spurious_correlation, storage_extraction,
+    self, Scale, mixing_phase, spa_squad, spurious_correlation, storage_extraction,
 };
 use kenning_train::{Corpus, TrainConfig, read_shards};
 
@@ -60,8 +60,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
-    /// Experiment to run: storage-vs-extraction, mixing-phase-transition or
-    /// spurious-correlation.
+    /// Experiment to run: storage-vs-extraction, mixing-phase-transition,
+    /// spurious-correlation or spa-squad.
     pub name: String,
 
     /// Output folder for the runs, the report (report.md) and the plots.
@@ -202,14 +202,14 @@ fn evaluate_bios(
 }
 
 /// A GGUF model to continue pretraining.
-struct BaseModel {
+pub(crate) struct BaseModel {
     path: PathBuf,
-    model: kenning_train::model::Llama,
+    pub(crate) model: kenning_train::model::Llama,
 }
 
 /// Loads a GGUF model as trainable weights, sets the model shape and the tokenizer of `config`
 /// from it, and writes its tokenizer into the run directory.
-fn base_model(
+pub(crate) fn base_model(
     name: &str,
     config: &mut TrainConfig,
     run_dir: &std::path::Path,
@@ -281,6 +281,7 @@ pub fn run_experiment(args: ExperimentArgs) -> anyhow::Result<()> {
         "storage-vs-extraction" => run_storage_extraction(&text, &source, &args.out),
         "mixing-phase-transition" => run_mixing_phase(&text, &source, &args.out),
         "spurious-correlation" => run_spurious_correlation(&text, &source, &args.out),
+        "spa-squad" => run_spa_squad(&text, &source, &args.out),
         other => anyhow::bail!(
             "unknown experiment `{other}`: choose one of {}",
             experiment::NAMES.join(", ")
@@ -330,6 +331,25 @@ fn run_spurious_correlation(text: &str, source: &str, out: &Path) -> anyhow::Res
             r.rho,
             r.hallucination_rate * 100.0,
             r.qa_train * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_spa_squad(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = spa_squad::ExperimentConfig::from_toml(text, source)?;
+    let report = spa_squad::run(&config, out, &mut crate::spa_squad::PipelineBackend)?;
+    for r in std::iter::once(&report.untrained)
+        .chain(std::iter::once(&report.raw))
+        .chain(&report.spa)
+    {
+        println!(
+            "{:<20} synthetic tokens {:>7}  exact {:>5.1}%  contains answer {:>5.1}%",
+            r.name,
+            r.synthetic_tokens,
+            r.exact * 100.0,
+            r.contains * 100.0
         );
     }
     println!("Report: {}", report.report_path.display());

@@ -56,6 +56,12 @@ pub enum TrainError {
     Fit(String),
     #[error("web text {path}: {message}")]
     WebText { path: PathBuf, message: String },
+    #[error("{step} failed: {source}")]
+    Backend {
+        step: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("biographies generation failed: {0}")]
     Bios(#[from] kenning_biographies::BiosError),
 }

@@ -1,9 +1,13 @@
-//! End-to-end runs of the mixing-phase-transition and spurious-correlation experiments with
-//! tiny configs: every output file is written and the results hold one entry per sweep value.
+//! End-to-end runs of the mixing-phase-transition, spurious-correlation and spa-squad
+//! experiments with tiny configs: every output file is written and the results hold one entry
+//! per sweep value.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use kenning_train::experiment::spa_squad::{self, AugmentRequest, BackendError, SpaBackend};
 use kenning_train::experiment::{mixing_phase, spurious_correlation};
+use kenning_train::{Llama, TextTokenizer, TrainConfig};
 use serde_json::Value;
 
 /// Web text that the tests read in place: 200 SQuAD passages next to the repository.
@@ -147,4 +151,98 @@ fn spurious_correlation_end_to_end() {
     }
     let names = std::fs::read_to_string(out.path().join("names.tsv")).unwrap();
     assert_eq!(names.lines().filter(|l| l.contains("\tlast\t")).count(), 3);
+}
+
+/// Backend of the spa-squad test: a tiny random model with a tokenizer trained on the
+/// passages, and "rewrites" that repeat each passage under the strategy's name.
+#[derive(Default)]
+struct StubBackend {
+    augmented: Vec<String>,
+}
+
+impl SpaBackend for StubBackend {
+    fn base_model(
+        &mut self,
+        train: &mut TrainConfig,
+        run_dir: &Path,
+    ) -> Result<Llama, BackendError> {
+        std::fs::create_dir_all(run_dir)?;
+        let passages = spa_squad_passages();
+        let tokenizer = TextTokenizer::train(&train.tokenizer, passages.iter())?;
+        let path = run_dir.join("base-tokenizer.json");
+        tokenizer.save(&path)?;
+        train.tokenizer.path = Some(path);
+        train.model.vocab_size = tokenizer.vocab_size();
+        let device = train.open_device()?;
+        Ok(Llama::new(
+            &train.model,
+            train.seed,
+            train.dtype()?,
+            &device,
+        )?)
+    }
+
+    fn augment(&mut self, request: &AugmentRequest<'_>) -> Result<(), BackendError> {
+        self.augmented.push(request.strategy.to_string());
+        let mut texts = Vec::new();
+        for line in std::fs::read_to_string(request.input)?.lines() {
+            let row: Value = serde_json::from_str(line)?;
+            for sample in 0..request.k {
+                let text = row["text"].as_str().unwrap();
+                texts.push(format!("{} {sample}: {text}", request.strategy));
+            }
+        }
+        let data = request.out.join("data");
+        std::fs::create_dir_all(&data)?;
+        let column: arrow_array::ArrayRef = Arc::new(arrow_array::StringArray::from(texts));
+        let batch = arrow_array::RecordBatch::try_from_iter([("text", column)])?;
+        let file = std::fs::File::create(data.join("train-00000-of-00001.parquet"))?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        Ok(())
+    }
+}
+
+/// Contexts of the first two passages of the SQuAD file, the ones the test config uses.
+fn spa_squad_passages() -> Vec<String> {
+    let passages = kenning_train::eval::read_squad(Path::new(SQUAD)).unwrap();
+    passages.into_iter().take(2).map(|p| p.context).collect()
+}
+
+#[test]
+fn spa_squad_end_to_end() {
+    let out = tempfile::tempdir().unwrap();
+    let text = format!(
+        "squad = {SQUAD:?}\npassages = 2\nstrategies = [\"key_concepts\", \"teacher\"]\n\
+         corpus_strategies = [1, 2]\nk = 2\nraw_epochs = 1\nspa_epochs = 1\n\
+         [generation]\nmax_tokens = 16\ntemperature = 0.7\n{TINY_TRAIN}"
+    );
+    let config = spa_squad::ExperimentConfig::from_toml(&text, "tiny").unwrap();
+    let mut backend = StubBackend::default();
+    let report = spa_squad::run(&config, out.path(), &mut backend).unwrap();
+
+    assert_eq!(backend.augmented, vec!["key_concepts", "teacher"]);
+    assert_eq!(report.passages, 2);
+    assert!(report.questions > 0, "no questions were read");
+    assert_eq!(report.spa.len(), 2);
+    assert_eq!(report.spa[0].documents, 4, "2 passages, 1 strategy, k = 2");
+    assert_eq!(
+        report.spa[1].documents, 8,
+        "2 passages, 2 strategies, k = 2"
+    );
+    assert!(report.spa[0].synthetic_tokens < report.spa[1].synthetic_tokens);
+    assert_eq!(report.raw.documents, 2);
+    assert_eq!(report.raw.synthetic_tokens, 0);
+    assert_eq!(report.untrained.steps, 0);
+
+    let results = assert_outputs(out.path(), &["accuracy.png"]);
+    for entry in std::iter::once(&results["raw"]).chain(results["spa"].as_array().unwrap()) {
+        assert_unit(entry, "exact");
+        assert_unit(entry, "contains");
+        assert!(entry["steps"].as_u64().unwrap() > 0, "{entry}");
+        assert_eq!(entry["qa"]["total"].as_u64(), Some(report.questions as u64));
+    }
+    let passages = std::fs::read_to_string(out.path().join("passages.jsonl")).unwrap();
+    assert_eq!(passages.lines().count(), 2);
 }

@@ -6,8 +6,10 @@ pub mod bios_data;
 pub mod hallucination;
 pub mod normalize;
 pub mod qa;
+pub mod squad;
 
 pub use bios::{Accuracy, Probe, accuracy, qa_document, qa_probes, storage_probes};
 pub use bios_data::BiosData;
 pub use hallucination::{Hallucination, hallucination};
 pub use qa::{QaItem, QaScore, closed_book};
+pub use squad::{SquadPassage, read_squad};

@@ -64,6 +64,14 @@ pub(crate) fn loss_plot_markdown(alt: &str, labels: impl Iterator<Item = String>
     )
 }
 
+/// Returns the number of tokens of `texts` under `tokenizer`.
+pub(crate) fn token_count(
+    tokenizer: &crate::tokenizer::TextTokenizer,
+    texts: &[String],
+) -> Result<usize> {
+    Ok(tokenizer.encode_all(texts)?.iter().map(Vec::len).sum())
+}
+
 /// File name of an experiment's markdown report inside its output folder.
 pub(crate) const REPORT_FILE: &str = "report.md";
 

@@ -21,7 +21,7 @@ use crate::run::train;
 
 use super::common::{
     REPORT_FILE, bios_documents, check_sweep, loss_plot_markdown, loss_series, parse_config,
-    write_report,
+    token_count, write_report,
 };
 use super::mixing::{mix, read_web_text};
 
@@ -230,10 +230,6 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
     };
     write_report(out, &markdown(config, &report), &report)?;
     Ok(report)
-}
-
-fn token_count(tokenizer: &crate::tokenizer::TextTokenizer, texts: &[String]) -> Result<usize> {
-    Ok(tokenizer.encode_all(texts)?.iter().map(Vec::len).sum())
 }
 
 fn markdown(config: &ExperimentConfig, report: &ExperimentReport) -> String {

@@ -4,6 +4,8 @@
 mod common;
 pub mod mixing;
 pub mod mixing_phase;
+pub mod spa_squad;
+mod spa_squad_report;
 pub mod spurious_correlation;
 pub mod storage_extraction;
 
@@ -19,10 +21,11 @@ pub enum Scale {
 }
 
 /// Names of the experiments that can run.
-pub const NAMES: [&str; 3] = [
+pub const NAMES: [&str; 4] = [
     "storage-vs-extraction",
     "mixing-phase-transition",
     "spurious-correlation",
+    "spa-squad",
 ];
 
 /// Returns the built-in config text of experiment `name` at `scale`.
@@ -46,6 +49,8 @@ pub fn builtin_config(name: &str, scale: Scale) -> Result<&'static str> {
         ("spurious-correlation", Scale::Gpu) => Ok(include_str!(
             "../../../../experiments/spurious-correlation.gpu.toml"
         )),
+        ("spa-squad", Scale::Cpu) => Ok(include_str!("../../../../experiments/spa-squad.toml")),
+        ("spa-squad", Scale::Gpu) => Ok(include_str!("../../../../experiments/spa-squad.gpu.toml")),
         _ => Err(TrainError::Config(format!(
             "unknown experiment `{name}`: choose one of {}",
             NAMES.join(", ")
@@ -73,6 +78,7 @@ mod tests {
                     "spurious-correlation" => {
                         spurious_correlation::ExperimentConfig::from_toml(text, &source).map(drop)
                     }
+                    "spa-squad" => spa_squad::ExperimentConfig::from_toml(text, &source).map(drop),
                     other => panic!("NAMES lists `{other}`, which this test does not parse"),
                 };
                 assert!(parsed.is_ok(), "{source}: {}", parsed.unwrap_err());
