@@ -9,6 +9,7 @@ mod mix;
 mod pipeline;
 mod qa;
 mod serve;
+mod spa_squad;
 mod summary;
 mod train;
 mod workflow;

@@ -4,12 +4,12 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use kenning_local::{GenerateRequest, LocalModel, Message, Prompt, SamplingParams};
-use kenning_train::eval::{JudgeScore, normalize};
+use kenning_train::eval::{JudgeScore, normalize, read_squad};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -285,69 +285,22 @@ fn answer_all(
     })
 }
 
-/// Reads questions from the flattened layout `[{title, context, questions: [{question, answer}]}]`
-/// or the official nested SQuAD layout, from the first `limit` passages.
-pub fn read_questions(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<Question>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-
-    // (title, question objects) per passage, in file order.
-    let mut passages: Vec<(String, Vec<Value>)> = Vec::new();
-    if let Some(items) = value.as_array() {
-        for item in items {
-            let title = item["title"].as_str().unwrap_or_default().to_string();
-            let questions = item["questions"].as_array().cloned().unwrap_or_default();
-            passages.push((title, questions));
-        }
-    } else if let Some(articles) = value["data"].as_array() {
-        for article in articles {
-            let title = article["title"].as_str().unwrap_or_default().to_string();
-            for paragraph in article["paragraphs"].as_array().into_iter().flatten() {
-                let questions = paragraph["qas"].as_array().cloned().unwrap_or_default();
-                passages.push((title.clone(), questions));
-            }
-        }
-    } else {
-        bail!(
-            "{}: expected a SQuAD file, either a list of {{title, context, questions}} or {{\"data\": [...]}}",
-            path.display()
-        );
-    }
+/// Reads the questions of the first `limit` passages of a SQuAD file, in the flattened layout
+/// `[{title, context, questions: [{question, answer}]}]` or the official nested one.
+pub fn read_questions(path: &Path, limit: Option<u64>) -> anyhow::Result<Vec<Question>> {
+    let mut passages = read_squad(path)?;
     if let Some(limit) = limit {
         passages.truncate(limit as usize);
     }
 
     let mut out = Vec::new();
-    for (p, (title, questions)) in passages.into_iter().enumerate() {
-        for (q, item) in questions.iter().enumerate() {
-            let question = item["question"].as_str().with_context(|| {
-                format!(
-                    "{}: passage {}, question {}: no `question` string",
-                    path.display(),
-                    p + 1,
-                    q + 1
-                )
-            })?;
-            let mut answers: Vec<String> = Vec::new();
-            if let Some(answer) = item["answer"].as_str() {
-                answers.push(answer.to_string());
-            }
-            for answer in item["answers"].as_array().into_iter().flatten() {
-                if let Some(text) = answer.as_str().or_else(|| answer["text"].as_str()) {
-                    answers.push(text.to_string());
-                }
-            }
-            // Unanswerable SQuAD 2.0 questions have no gold answer to match.
-            if answers.is_empty() {
-                continue;
-            }
+    for (p, passage) in passages.into_iter().enumerate() {
+        for item in passage.questions {
             out.push(Question {
                 passage: p,
-                title: title.clone(),
-                question: question.to_string(),
-                answers,
+                title: passage.title.clone(),
+                question: item.question,
+                answers: item.answers,
             });
         }
     }

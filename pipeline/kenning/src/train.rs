@@ -1,10 +1,12 @@
 //! `kenning train` and `kenning experiment`: flags to settings, the run, and its summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use kenning_train::experiment::{self, Scale, storage_extraction};
+use kenning_train::experiment::{
+    self, Scale, mixing_phase, spa_squad, spurious_correlation, storage_extraction,
+};
 use kenning_train::{Corpus, TrainConfig, read_shards};
 
 #[derive(Debug, Args)]
@@ -58,7 +60,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
-    /// Experiment to run: storage-vs-extraction.
+    /// Experiment to run: storage-vs-extraction, mixing-phase-transition,
+    /// spurious-correlation or spa-squad.
     pub name: String,
 
     /// Output folder for the runs, the report (report.md) and the plots.
@@ -199,14 +202,14 @@ fn evaluate_bios(
 }
 
 /// A GGUF model to continue pretraining.
-struct BaseModel {
+pub(crate) struct BaseModel {
     path: PathBuf,
-    model: kenning_train::model::Llama,
+    pub(crate) model: kenning_train::model::Llama,
 }
 
 /// Loads a GGUF model as trainable weights, sets the model shape and the tokenizer of `config`
 /// from it, and writes its tokenizer into the run directory.
-fn base_model(
+pub(crate) fn base_model(
     name: &str,
     config: &mut TrainConfig,
     run_dir: &std::path::Path,
@@ -275,26 +278,82 @@ pub fn run_experiment(args: ExperimentArgs) -> anyhow::Result<()> {
         ),
     };
     match args.name.as_str() {
-        "storage-vs-extraction" => {
-            let config = storage_extraction::ExperimentConfig::from_toml(&text, &source)?;
-            let report = storage_extraction::run(&config, &args.out)?;
-            for v in &report.variants {
-                println!(
-                    "{:<16} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
-                    v.name,
-                    v.storage * 100.0,
-                    v.qa_train * 100.0,
-                    v.qa_test * 100.0
-                );
-            }
-            println!("Report: {}", report.report_path.display());
-            Ok(())
-        }
+        "storage-vs-extraction" => run_storage_extraction(&text, &source, &args.out),
+        "mixing-phase-transition" => run_mixing_phase(&text, &source, &args.out),
+        "spurious-correlation" => run_spurious_correlation(&text, &source, &args.out),
+        "spa-squad" => run_spa_squad(&text, &source, &args.out),
         other => anyhow::bail!(
             "unknown experiment `{other}`: choose one of {}",
             experiment::NAMES.join(", ")
         ),
     }
+}
+
+fn run_storage_extraction(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = storage_extraction::ExperimentConfig::from_toml(text, source)?;
+    let report = storage_extraction::run(&config, out)?;
+    for v in &report.variants {
+        println!(
+            "{:<16} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
+            v.name,
+            v.storage * 100.0,
+            v.qa_train * 100.0,
+            v.qa_test * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_mixing_phase(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = mixing_phase::ExperimentConfig::from_toml(text, source)?;
+    let report = mixing_phase::run(&config, out)?;
+    for r in &report.ratios {
+        println!(
+            "r = {:.2}  storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
+            r.ratio,
+            r.storage * 100.0,
+            r.qa_train * 100.0,
+            r.qa_test * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_spurious_correlation(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = spurious_correlation::ExperimentConfig::from_toml(text, source)?;
+    let report = spurious_correlation::run(&config, out)?;
+    for r in &report.rhos {
+        let auroc = r.auroc.map_or("n/a".into(), |v| format!("{v:.3}"));
+        println!(
+            "rho = {:.2}  hallucination rate {:>5.1}%  QA train people {:>5.1}%  AUROC {auroc}",
+            r.rho,
+            r.hallucination_rate * 100.0,
+            r.qa_train * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
+}
+
+fn run_spa_squad(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
+    let config = spa_squad::ExperimentConfig::from_toml(text, source)?;
+    let report = spa_squad::run(&config, out, &mut crate::spa_squad::PipelineBackend)?;
+    for r in std::iter::once(&report.untrained)
+        .chain(std::iter::once(&report.raw))
+        .chain(&report.spa)
+    {
+        println!(
+            "{:<20} synthetic tokens {:>7}  exact {:>5.1}%  contains answer {:>5.1}%",
+            r.name,
+            r.synthetic_tokens,
+            r.exact * 100.0,
+            r.contains * 100.0
+        );
+    }
+    println!("Report: {}", report.report_path.display());
+    Ok(())
 }
 
 fn pin_threads(threads: Option<usize>) {

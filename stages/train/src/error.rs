@@ -54,6 +54,14 @@ pub enum TrainError {
     EvalData(String),
     #[error("multi-power-law fit: {0}")]
     Fit(String),
+    #[error("web text {path}: {message}")]
+    WebText { path: PathBuf, message: String },
+    #[error("{step} failed: {source}")]
+    Backend {
+        step: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("biographies generation failed: {0}")]
     Bios(#[from] kenning_biographies::BiosError),
 }

@@ -15,10 +15,11 @@ use crate::config::TrainConfig;
 use crate::data::Corpus;
 use crate::error::{Result, TrainError};
 use crate::eval::bios_data::generate;
-use crate::eval::{BiosData, accuracy, qa_document, qa_probes, storage_probes};
-use crate::metrics::MetricsLog;
+use crate::eval::{BiosData, accuracy, qa_probes, storage_probes};
 use crate::plot::{Series, line_plot, series_color_hex};
-use crate::run::{train, write_json};
+use crate::run::train;
+
+use super::common::{REPORT_FILE, bios_documents, loss_plot_markdown, parse_config, write_report};
 
 /// Settings of the experiment, read from `experiments/storage-vs-extraction*.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +27,7 @@ use crate::run::{train, write_json};
 pub struct ExperimentConfig {
     /// People with biographies; `train_fraction` of them also have QA pairs in training.
     pub people: u64,
-    #[serde(default = "default_train_fraction")]
+    #[serde(default = "super::common::default_train_fraction")]
     pub train_fraction: f64,
     #[serde(default)]
     pub seed: u64,
@@ -35,10 +36,6 @@ pub struct ExperimentConfig {
     pub variants: Vec<Variant>,
     /// Training settings shared by every variant.
     pub train: TrainConfig,
-}
-
-fn default_train_fraction() -> f64 {
-    0.5
 }
 
 /// One way of writing the biographies.
@@ -82,10 +79,7 @@ pub struct ExperimentReport {
 impl ExperimentConfig {
     /// Parses and checks a config.
     pub fn from_toml(text: &str, source: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigFile {
-            path: source.into(),
-            message: e.to_string(),
-        })?;
+        let config: Self = parse_config(text, source)?;
         if config.variants.is_empty() {
             return Err(TrainError::Config(format!(
                 "{source}: add at least one [[variants]] table"
@@ -115,13 +109,7 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
         generate(bios, &bios_dir)?;
         let data = BiosData::read(&bios_dir)?;
 
-        let mut documents: Vec<String> = data.bios.iter().map(|b| b.text.clone()).collect();
-        documents.extend(
-            data.qa
-                .iter()
-                .filter(|r| r.split == "train")
-                .map(|r| qa_document(&r.question, &r.answer)),
-        );
+        let documents = bios_documents(&data);
         tracing::info!(variant = %variant.name, documents = documents.len(), "training variant");
         let run_dir = dir.join("run");
         let trained = train(
@@ -155,15 +143,7 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
             "evaluated variant"
         );
 
-        let metrics = MetricsLog::open(&run_dir.join("metrics.csv"), Some(u64::MAX))?;
-        loss_series.push(Series {
-            name: variant.name.clone(),
-            points: metrics
-                .rows()
-                .iter()
-                .map(|r| (r.step as f64, r.loss))
-                .collect(),
-        });
+        loss_series.push(super::common::loss_series(&variant.name, &run_dir)?);
         results.push(VariantResult {
             name: variant.name.clone(),
             multiplicity: variant.multiplicity,
@@ -196,14 +176,11 @@ pub fn run(config: &ExperimentConfig, out: &Path) -> Result<ExperimentReport> {
         ],
     )?;
 
-    let report_path = out.join("report.md");
-    std::fs::write(&report_path, markdown(config, &results))
-        .map_err(TrainError::io("write", &report_path))?;
     let report = ExperimentReport {
         variants: results,
-        report_path,
+        report_path: out.join(REPORT_FILE),
     };
-    write_json(&out.join("results.json"), &report)?;
+    write_report(out, &markdown(config, &report.variants), &report)?;
     Ok(report)
 }
 
@@ -242,15 +219,12 @@ fn markdown(config: &ExperimentConfig, results: &[VariantResult]) -> String {
          value. Held-out people's facts appear only in biographies, so their QA accuracy \
          measures extraction.\n\n",
     );
-    text.push_str("![training loss per variant](loss.png)\n\nLines: ");
-    let legend: Vec<String> = results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("{} ({})", r.name, series_color_hex(i)))
-        .collect();
-    text.push_str(&legend.join(", "));
+    text.push_str(&loss_plot_markdown(
+        "training loss per variant",
+        results.iter().map(|r| r.name.clone()),
+    ));
     text.push_str(
-        "; x is the step, y the training loss.\n\n![accuracy per variant](accuracy.png)\n\n\
+        "\n![accuracy per variant](accuracy.png)\n\n\
          x is the variant index in the table; lines: storage (",
     );
     text.push_str(&format!(
