@@ -23,7 +23,7 @@ build:
 
 # Run the main job, configs/quickstart.toml, on the embedded defaults: biographies, SPA rewrites by the local model, shards, training and evaluation into OUT (default out/quickstart). Extra arguments go to `kenning run`, such as --quick.
 run out="out/quickstart" *args:
-    cargo run --release -q -p kenning -- run configs/quickstart.toml --out "{{out}}" {{args}}
+    cargo run --release -p kenning -- run configs/quickstart.toml --out "{{out}}" {{args}}
 
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup
