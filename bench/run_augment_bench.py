@@ -304,7 +304,7 @@ def main() -> int:
         results["rss_provider_long"] = throughput(
             measure([client, "provider", url, in_flight, str(10 * args.in_flight)], server.pid)
         )
-        results["rss_python"] = throughput(measure(python + [in_flight, str(2 * args.in_flight)], server.pid))
+        results["rss_python"] = throughput(measure(python + [in_flight, in_flight], server.pid))
         results["stage"] = run_stage(args, url, server.pid, work)
         results["rate"] = measure([client, "rate", url, str(args.rate_limit), str(args.rate_requests)], server.pid)
         results["tokens"] = measure([client, "tokens", url, "600000", "1000", "20", "100", "5000"], server.pid)
