@@ -112,7 +112,7 @@ pub struct QaArgs {
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
     /// Also judge every answer with an LLM on this OpenAI-compatible server (URL up to /v1),
-    /// which says yes or no to "does the answer match an accepted answer". `kenning serve`,
+    /// which replies yes or no to "does the answer match an accepted answer". `kenning serve`,
     /// vLLM, llama.cpp and OpenAI all work.
     #[arg(long)]
     pub judge_base_url: Option<String>,

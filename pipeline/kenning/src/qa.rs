@@ -44,11 +44,11 @@ pub struct QaSummary {
     pub seconds: f64,
 }
 
-/// What the LLM judge said about a run's answers.
+/// The LLM judge's verdicts on a run's answers.
 #[derive(Clone, Debug, Serialize)]
 pub struct JudgeSummary {
     pub model: String,
-    /// Share of all answers the judge accepted; unclear and failed verdicts count as not
+    /// Share of all answers the judge accepted. Unclear and failed verdicts count as not
     /// accepted.
     pub accepted: f64,
     pub verdicts: JudgeScore,
@@ -239,7 +239,10 @@ fn read_answers(path: &Path) -> anyhow::Result<Vec<Answered>> {
         });
     }
     if answered.is_empty() {
-        bail!("{}: no answers to judge", path.display());
+        bail!(
+            "{}: no answer rows found; give the answers.jsonl that `kenning qa` wrote",
+            path.display()
+        );
     }
     Ok(answered)
 }

@@ -1,6 +1,6 @@
-//! `kenning qa --answers FILE --judge-base-url URL`: an LLM judge on 127.0.0.1 grades earlier
-//! answers; every verdict (yes, no, unclear, failed) lands in answers.jsonl and qa.json, and the
-//! API key never appears in any output.
+//! `kenning qa --answers FILE --judge-base-url URL` with an LLM judge on 127.0.0.1 that grades
+//! earlier answers. Every verdict (yes, no, unclear, failed) must reach answers.jsonl and
+//! qa.json, and the API key must not appear in any output.
 
 mod common;
 

@@ -72,7 +72,7 @@ pub struct DecodeStats {
 }
 
 impl DecodeStats {
-    /// The counters of `self` since `earlier`.
+    /// Returns the counters of `self` since `earlier`.
     pub fn since(&self, earlier: &Self) -> Self {
         Self {
             steps: self.steps - earlier.steps,

@@ -110,7 +110,7 @@ impl SequenceCache {
         }
     }
 
-    /// The first `total` positions of one layer as `[kv head][position][head dim]`.
+    /// Returns the first `total` positions of one layer as `[kv head][position][head dim]`.
     fn gather(
         &self,
         layer: usize,
@@ -290,8 +290,8 @@ impl Llama {
         Ok(logits)
     }
 
-    /// The candle path: every row of the step through candle's matrix products, attention per
-    /// sequence over its cache.
+    /// Runs every row of the step through candle's matrix products, with attention per sequence
+    /// over its cache.
     fn forward_dense(
         &self,
         weights: &DenseWeights,
@@ -429,7 +429,7 @@ fn dequantize(file: &GgufFile, name: &str, tensor: &QTensor, device: &Device) ->
         })
 }
 
-/// A tensor's values as one flat `f32` vector.
+/// Copies a tensor's values into one flat `f32` vector.
 fn vector(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(tensor
         .flatten_all()?
@@ -437,8 +437,8 @@ fn vector(tensor: &Tensor) -> Result<Vec<f32>> {
         .to_vec1::<f32>()?)
 }
 
-/// The format the weights can take: the 8-bit path runs on the CPU and needs rows of whole
-/// 32-value blocks; otherwise the model runs with 32-bit floats.
+/// Returns the format the weights can take. The 8-bit path runs on the CPU and needs rows of
+/// whole 32-value blocks, so anything else runs with 32-bit floats.
 fn usable_format(
     file: &GgufFile,
     config: &LlamaConfig,
@@ -466,7 +466,7 @@ fn usable_format(
     Ok(WeightFormat::F32)
 }
 
-/// One projection for the candle path, in the chosen format.
+/// Loads one projection for the candle path, in the chosen format.
 fn dense_matrix(
     file: &mut GgufFile,
     name: &str,
@@ -480,7 +480,7 @@ fn dense_matrix(
     })
 }
 
-/// One projection re-quantized to 8-bit blocks.
+/// Loads one projection and re-quantizes it to 8-bit blocks.
 fn eight_bit_matrix(file: &mut GgufFile, name: &str, device: &Device) -> Result<Q8Matrix> {
     let tensor = file.tensor(name, device)?;
     let dense = dequantize(file, name, &tensor, device)?;

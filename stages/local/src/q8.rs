@@ -139,8 +139,8 @@ fn quantize_blocks(values: &[f32], scales: &mut [f32], quants: &mut [i8]) {
     }
 }
 
-/// The body of [`quantize_blocks`], inlined into each caller so that the compiler can use the
-/// caller's vector instructions: with SSE4.1, rounding is an instruction instead of a call.
+/// Quantizes like [`quantize_blocks`], inlined into each caller so that the compiler uses the
+/// caller's vector instructions. With SSE4.1, rounding is one instruction instead of a call.
 #[inline(always)]
 fn quantize_blocks_with(values: &[f32], scales: &mut [f32], quants: &mut [i8]) {
     for ((block, scale), q) in values
@@ -278,7 +278,7 @@ mod avx2 {
             std::array::from_fn(|r| input.block_quants(start + r).as_ptr());
 
         for b in 0..blocks {
-            // SAFETY: `b < blocks`, and every row (weights and inputs) holds `blocks` scales
+            // SAFETY: `b < blocks`, and every row (weights and inputs) has `blocks` scales
             // and `blocks * BLOCK` values.
             unsafe {
                 let w_scale = *scales.get_unchecked(b);
@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn a_row_gives_the_same_bits_in_any_batch() {
+    fn product_row_is_batch_invariant() {
         let (n, k) = (50, 128);
         let matrix = Q8Matrix::quantize(&values(n * k, 3), n, k);
         let x = values(9 * k, 4);

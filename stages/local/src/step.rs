@@ -79,7 +79,7 @@ impl Rotary {
         Self { cos, sin, pairs }
     }
 
-    /// The same tables as `[position, pair]` tensors for candle's rotary embedding.
+    /// Returns the same tables as `[position, pair]` tensors for candle's rotary embedding.
     pub fn tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
         let positions = self.cos.len() / self.pairs;
         Ok((
@@ -178,7 +178,7 @@ pub fn forward(
         .collect()
 }
 
-/// Where a sequence's new rows sit in the step.
+/// The place of a sequence's new rows in the step.
 struct Span {
     start: usize,
     len: usize,

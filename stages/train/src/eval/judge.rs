@@ -1,5 +1,5 @@
 //! An LLM as the judge of closed-book answers: the judge model reads the question, the accepted
-//! answers and the model's answer, and says yes or no to "does the answer match".
+//! answers and the model's answer, and replies yes or no to "does the answer match".
 //!
 //! This module holds what does not depend on how the judge is reached: the prompt, the parsing
 //! of its reply and the tally. The `kenning qa` command sends the prompts to any
