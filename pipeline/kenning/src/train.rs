@@ -293,28 +293,31 @@ fn run_storage_extraction(text: &str, source: &str, out: &Path) -> anyhow::Resul
     let config = storage_extraction::ExperimentConfig::from_toml(text, source)?;
     let report = storage_extraction::run(&config, out)?;
     for v in &report.variants {
-        println!(
-            "{:<16} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
-            v.name,
-            v.storage * 100.0,
-            v.qa_train * 100.0,
-            v.qa_test * 100.0
-        );
+        print_accuracies(&format!("{:<16}", v.name), v.storage, v.qa_train, v.qa_test);
     }
     println!("Report: {}", report.report_path.display());
     Ok(())
+}
+
+/// Prints one line of storage and QA accuracies, in percent, after `label`.
+fn print_accuracies(label: &str, storage: f64, qa_train: f64, qa_test: f64) {
+    println!(
+        "{label} storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
+        storage * 100.0,
+        qa_train * 100.0,
+        qa_test * 100.0
+    );
 }
 
 fn run_mixing_phase(text: &str, source: &str, out: &Path) -> anyhow::Result<()> {
     let config = mixing_phase::ExperimentConfig::from_toml(text, source)?;
     let report = mixing_phase::run(&config, out)?;
     for r in &report.ratios {
-        println!(
-            "r = {:.2}  storage {:>5.1}%  QA train people {:>5.1}%  QA held-out people {:>5.1}%",
-            r.ratio,
-            r.storage * 100.0,
-            r.qa_train * 100.0,
-            r.qa_test * 100.0
+        print_accuracies(
+            &format!("r = {:.2} ", r.ratio),
+            r.storage,
+            r.qa_train,
+            r.qa_test,
         );
     }
     println!("Report: {}", report.report_path.display());
