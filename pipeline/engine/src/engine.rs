@@ -27,6 +27,9 @@ pub const SOURCE_STAGE: &str = "source";
 /// Invalid records listed in full in the error message; the rest are counted.
 const LISTED_PROBLEMS: usize = 20;
 
+/// Most records the sink takes from its channel at once.
+const SINK_BATCH: usize = 256;
+
 /// Failure of a run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -225,11 +228,16 @@ impl Engine {
             let bar = bar.clone();
             tokio::task::spawn_blocking(move || -> Result<ShardSink, SinkError> {
                 let mut sink = sink;
+                // Records waiting in the channel are taken together, so a busy stage costs one
+                // journal write and one wake-up per batch instead of one per record.
+                let mut batch = Vec::with_capacity(SINK_BATCH);
                 let mut written = 0u64;
-                while let Some(record) = receiver.blocking_recv() {
-                    sink.write(&record)?;
-                    written += 1;
-                    if written.is_multiple_of(1024) {
+                while receiver.blocking_recv_many(&mut batch, SINK_BATCH) > 0 {
+                    sink.write_batch(&batch)?;
+                    let before = written;
+                    written += batch.len() as u64;
+                    batch.clear();
+                    if written / 1024 != before / 1024 {
                         bar.set_message(format!("{written} rows written"));
                     }
                 }

@@ -72,9 +72,11 @@ async fn provider(url: &str, concurrency: usize, requests: u64) -> Value {
     let provider = Arc::new(Provider::new(config(url, concurrency)).expect("valid settings"));
     let body = Arc::new(request());
     let started = Instant::now();
-    // Tasks are spawned in waves of at most twice the concurrency, as the stage does.
+    // At most twice the concurrency is spawned at a time, and finished tasks are joined as they
+    // end, as the stage's run loop does: a `JoinSet` keeps every finished task until it is joined.
     let gate = Arc::new(Semaphore::new(concurrency * 2));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut ok = 0u64;
     for _ in 0..requests {
         let permit = gate.clone().acquire_owned().await.expect("open");
         let (provider, body) = (provider.clone(), body.clone());
@@ -83,8 +85,10 @@ async fn provider(url: &str, concurrency: usize, requests: u64) -> Value {
             drop(permit);
             result.is_ok()
         });
+        while let Some(done) = tasks.try_join_next() {
+            ok += u64::from(done.expect("no task panics"));
+        }
     }
-    let mut ok = 0u64;
     while let Some(done) = tasks.join_next().await {
         ok += u64::from(done.expect("no task panics"));
     }

@@ -201,8 +201,14 @@ impl Provider {
         body: &Value,
         estimated_tokens: u32,
     ) -> Result<Success, RequestFailure> {
-        let mut body = body.clone();
-        body["model"] = Value::String(self.config.model.clone());
+        let request = match self.backend {
+            Some(_) => {
+                let mut body = body.clone();
+                body["model"] = Value::String(self.config.model.clone());
+                Payload::InProcess(body)
+            }
+            None => Payload::Http(self.encode(body)),
+        };
         let _slot = self
             .slots
             .acquire()
@@ -216,7 +222,7 @@ impl Provider {
             attempt += 1;
             self.wait_for_turn(estimated_tokens).await;
 
-            let sent = self.send(&body).await;
+            let sent = self.send(&request).await;
             if let Ok(completion) = &sent {
                 self.reconcile_tokens(estimated_tokens, completion);
             }
@@ -352,16 +358,48 @@ impl Provider {
     }
 
     /// Sends one attempt.
-    async fn send(&self, body: &Value) -> Result<Completion, (Failure, Option<Duration>, String)> {
-        if let Some(backend) = &self.backend {
-            return backend.complete(self.config.endpoint, body).await.map_err(
-                |error| match error {
-                    BackendError::Invalid(detail) => (Failure::Status(400), None, detail),
-                    BackendError::Unavailable(detail) => (Failure::Connection, None, detail),
-                },
-            );
+    /// Serializes `body` with the configured `model` in front, once for every attempt.
+    fn encode(&self, body: &Value) -> bytes::Bytes {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"model\":");
+        write_json(&mut out, &self.config.model);
+        if let Some(fields) = body.as_object() {
+            for (name, value) in fields.iter().filter(|(name, _)| *name != "model") {
+                out.push(b',');
+                write_json(&mut out, name);
+                out.push(b':');
+                write_json(&mut out, value);
+            }
         }
-        let mut request = self.client.post(&self.url).json(body);
+        out.push(b'}');
+        out.into()
+    }
+
+    async fn send(
+        &self,
+        request: &Payload,
+    ) -> Result<Completion, (Failure, Option<Duration>, String)> {
+        let body = match request {
+            Payload::InProcess(body) => {
+                let backend = self
+                    .backend
+                    .as_ref()
+                    .expect("in-process payloads are made only with a backend");
+                return backend
+                    .complete(self.config.endpoint, body)
+                    .await
+                    .map_err(|error| match error {
+                        BackendError::Invalid(detail) => (Failure::Status(400), None, detail),
+                        BackendError::Unavailable(detail) => (Failure::Connection, None, detail),
+                    });
+            }
+            Payload::Http(bytes) => bytes.clone(),
+        };
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(&key.0);
         }
@@ -396,6 +434,18 @@ impl Provider {
             (failure, None, detail)
         })
     }
+}
+
+/// A request body ready to send.
+enum Payload {
+    /// For the in-process backend, as JSON.
+    InProcess(Value),
+    /// For the HTTP server, serialized.
+    Http(bytes::Bytes),
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON values and strings always serialize");
 }
 
 /// Returns a per-minute quota whose burst is one second's share, so that the achieved rate stays

@@ -3,6 +3,7 @@
 //! or a line of the failures file.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use kenning_pipeline::record::{Cell, Record, RecordKey};
 use kenning_pipeline::stage::{StageContext, StageError, StageReport, Usage};
@@ -28,7 +29,8 @@ enum Purpose {
 
 /// One request and what it is for.
 struct Job {
-    source: Record,
+    /// The input document, shared by all its requests.
+    source: Arc<Record>,
     key: RecordKey,
     request_key: String,
     purpose: Purpose,
@@ -115,8 +117,9 @@ impl Run {
     /// Plans every request of one input document.
     fn plan_document(&mut self, record: Record) -> Result<(), StageError> {
         self.report.records_in += 1;
+        let record = Arc::new(record);
         let templates = self.stage.templates.clone();
-        for template in &templates {
+        for template in templates.iter() {
             for sample in 0..self.stage.samples {
                 let key = RecordKey::new(
                     record.key.doc_id.clone(),
@@ -155,7 +158,7 @@ impl Run {
     /// Plans the relation requests of a document whose entities are known.
     fn plan_relations(
         &mut self,
-        record: &Record,
+        record: &Arc<Record>,
         extraction: &Extraction,
     ) -> Result<(), StageError> {
         let setup = self
@@ -197,7 +200,7 @@ impl Run {
     /// Sends one request unless an earlier run stored or failed it, or the budget is spent.
     fn plan(
         &mut self,
-        record: &Record,
+        record: &Arc<Record>,
         template: &PromptTemplate,
         key: RecordKey,
         extra: &[(&str, &str)],
@@ -230,7 +233,7 @@ impl Run {
 
         let provider = self.stage.provider.clone();
         let job = Job {
-            source: record.clone(),
+            source: Arc::clone(record),
             key,
             request_key,
             purpose,
@@ -348,9 +351,9 @@ impl Run {
         }
         let record = Record {
             key: job.key,
-            split: job.source.split,
-            source: job.source.source,
-            title: job.source.title,
+            split: job.source.split.clone(),
+            source: job.source.source.clone(),
+            title: job.source.title.clone(),
             text: completion.text,
             fields,
         };
@@ -439,8 +442,23 @@ fn stored_tokens(stage: &AugmentStage, context: &StageContext) -> BTreeMap<Strin
 /// Estimates a request's tokens before sending: about four characters a token for the prompt,
 /// plus the completion limit. The rate limiter only needs the order of magnitude.
 fn estimate_tokens(body: &serde_json::Value, max_tokens: u32) -> u32 {
-    let characters = body.to_string().len() as u32;
-    characters / 4 + max_tokens
+    let mut length = ByteCount(0);
+    serde_json::to_writer(&mut length, body).expect("counting bytes cannot fail");
+    (length.0 / 4) as u32 + max_tokens
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn failed(message: String) -> StageError {

@@ -53,7 +53,7 @@ pub struct EntityGraphSetup {
 /// The augment stage.
 pub struct AugmentStage {
     pub(crate) provider: Arc<Provider>,
-    pub(crate) templates: Vec<PromptTemplate>,
+    pub(crate) templates: Arc<[PromptTemplate]>,
     pub(crate) samples: u32,
     pub(crate) sampling: Sampling,
     pub(crate) failures_path: PathBuf,
@@ -76,7 +76,7 @@ impl AugmentStage {
     ) -> Self {
         Self {
             provider: Arc::new(provider),
-            templates,
+            templates: templates.into(),
             samples,
             sampling,
             failures_path,

@@ -31,8 +31,9 @@ pub fn read_folder(folder: &Path, names: FieldNames) -> Result<EntryIter, InputE
     if files.is_empty() {
         return Err(InputError::Layout {
             path: folder.to_path_buf(),
-            message: "the folder contains no .parquet files; give a Parquet file or a folder of them"
-                .into(),
+            message:
+                "the folder contains no .parquet files; give a Parquet file or a folder of them"
+                    .into(),
         });
     }
     let mut readers = Vec::with_capacity(files.len());

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use super::SinkError;
 use crate::record::Record;
 
+/// Bytes of journal lines kept in memory between flushes.
+const JOURNAL_BUFFER: usize = 256 * 1024;
+
 /// The journal file that one split is appending to.
 pub struct Journal {
     dir: PathBuf,
@@ -31,15 +34,31 @@ impl Journal {
     /// Appends `record` to the journal of shard `index`, and hands it to the kernel before
     /// returning, so that a killed process keeps it.
     pub fn append(&mut self, index: u32, record: &Record) -> Result<(), SinkError> {
-        let writer = self.writer_for(index)?;
-        let (_, path, file) = writer;
+        self.buffer(index, record)?;
+        self.flush()
+    }
+
+    /// Appends `record` to the journal of shard `index` in memory; [`Journal::flush`] hands it
+    /// to the kernel. Moving to another shard's journal flushes the previous one.
+    pub fn buffer(&mut self, index: u32, record: &Record) -> Result<(), SinkError> {
+        let (_, path, file) = self.writer_for(index)?;
         let io_error = |source| SinkError::Io {
             path: path.clone(),
             source,
         };
         serde_json::to_writer(&mut *file, record).map_err(|e| io_error(e.into()))?;
-        file.write_all(b"\n").map_err(io_error)?;
-        file.flush().map_err(io_error)
+        file.write_all(b"\n").map_err(io_error)
+    }
+
+    /// Hands the buffered lines to the kernel, so that a killed process keeps them.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some((_, path, file)) = &mut self.open {
+            file.flush().map_err(|source| SinkError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Deletes the journal of shard `index`, whose rows are now in a finished shard.
@@ -88,7 +107,8 @@ impl Journal {
                     path: path.clone(),
                     source,
                 })?;
-            self.open = Some((index, path, BufWriter::new(file)));
+            self.flush()?;
+            self.open = Some((index, path, BufWriter::with_capacity(JOURNAL_BUFFER, file)));
         }
         Ok(self.open.as_mut().expect("journal is open"))
     }

@@ -167,8 +167,30 @@ impl ShardSink {
         StoredTotals::new(self.totals.clone())
     }
 
-    /// Stores one record unless an earlier run already did.
+    /// Stores one record unless an earlier run already did. Its journal line reaches the kernel
+    /// before this returns.
     pub fn write(&mut self, record: &Record) -> Result<WriteOutcome, SinkError> {
+        let outcome = self.admit(record)?;
+        self.flush_journals()?;
+        Ok(outcome)
+    }
+
+    /// Stores `records` as [`ShardSink::write`] stores one, then hands all their journal lines
+    /// to the kernel in one write.
+    pub fn write_batch(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        for record in records {
+            self.admit(record)?;
+        }
+        self.flush_journals()
+    }
+
+    fn flush_journals(&mut self) -> Result<(), SinkError> {
+        self.splits
+            .values_mut()
+            .try_for_each(|split| split.journal.flush())
+    }
+
+    fn admit(&mut self, record: &Record) -> Result<WriteOutcome, SinkError> {
         let digest = record.key.digest();
         if self.previous.contains(&digest) {
             self.stats.skipped_done += 1;
@@ -204,7 +226,7 @@ impl ShardSink {
     fn store(&mut self, record: &Record) -> Result<(), SinkError> {
         let split = self.split_sink(&record.split)?;
         let index = split.writer.current_index();
-        split.journal.append(index, record)?;
+        split.journal.buffer(index, record)?;
         let finished = split.writer.push(record)?;
         if let Some(shard) = finished {
             split.journal.retire(shard.index)?;
