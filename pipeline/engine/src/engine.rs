@@ -20,7 +20,9 @@ use crate::schema::{RecordSchema, SchemaError};
 use crate::secrets;
 use crate::sink::finalize::{self, PlannedMove};
 use crate::sink::{FinishedShard, ShardSink, SinkError, SinkStats};
-use crate::stage::{DoneKeys, Provenance, Stage, StageContext, StageError, StageReport};
+use crate::stage::{
+    DoneKeys, Provenance, SinkProgress, Stage, StageContext, StageError, StageReport,
+};
 
 /// The stage name of records read from the input.
 pub const SOURCE_STAGE: &str = "source";
@@ -210,14 +212,17 @@ impl Engine {
         bar.set_prefix("stream");
 
         let (source_tx, mut receiver) = mpsc::channel::<Record>(capacity);
+        let progress = SinkProgress::default();
+        let last = stages.len().saturating_sub(1);
         let mut stage_tasks = Vec::new();
-        for stage in stages {
+        for (index, stage) in stages.into_iter().enumerate() {
             let (sender, next) = mpsc::channel::<Record>(capacity);
             let context = StageContext {
                 input: receiver,
                 output: sender,
                 done: done.clone(),
                 stored: stored.clone(),
+                sink: (index == last).then(|| progress.clone()),
             };
             let name = stage.name();
             stage_tasks.push((name, tokio::spawn(stage.run(context))));
@@ -234,6 +239,7 @@ impl Engine {
                 let mut written = 0u64;
                 while receiver.blocking_recv_many(&mut batch, SINK_BATCH) > 0 {
                     sink.write_batch(&batch)?;
+                    progress.advance(batch.len() as u64);
                     let before = written;
                     written += batch.len() as u64;
                     batch.clear();

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::record::{Record, RecordKey};
 use crate::schema::Column;
@@ -74,6 +75,35 @@ impl StoredTotals {
     }
 }
 
+/// The count of records the sink has taken from its channel and journaled, so that the stage
+/// feeding it can bound the records a crash would lose: those sent but not yet journaled.
+#[derive(Clone, Debug, Default)]
+pub struct SinkProgress(Arc<ProgressState>);
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    journaled: AtomicU64,
+    changed: Notify,
+}
+
+impl SinkProgress {
+    /// Returns the number of records journaled so far.
+    pub fn journaled(&self) -> u64 {
+        self.0.journaled.load(Ordering::Acquire)
+    }
+
+    /// Counts `records` more as journaled and wakes the waiting stage.
+    pub fn advance(&self, records: u64) {
+        self.0.journaled.fetch_add(records, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+
+    /// Waits until the count advances. It may return early, so callers read the count again.
+    pub async fn changed(&self) {
+        self.0.changed.notified().await;
+    }
+}
+
 /// The channels and shared state a stage runs with.
 pub struct StageContext {
     pub input: mpsc::Receiver<Record>,
@@ -81,6 +111,8 @@ pub struct StageContext {
     pub done: DoneKeys,
     /// Totals of the stage's [`Stage::totaled_column`] over the rows of earlier runs.
     pub stored: StoredTotals,
+    /// Set for the last stage, whose output channel leads to the sink.
+    pub sink: Option<SinkProgress>,
 }
 
 /// Token counts and cost of the model calls a stage made.

@@ -217,9 +217,12 @@ pub fn run(mut args: AugmentArgs) -> anyhow::Result<(RunSummary, CorpusReport)> 
     };
 
     let input = args.input.to_config();
-    // A response is journaled only when the sink takes it, so a short channel keeps the
-    // responses lost in a crash (and paid again) close to the requests in flight.
-    let output = args.output.to_config(1);
+    // The stage keeps a request's concurrency slot until the sink has journaled its row, so
+    // the responses a crash loses (and that are paid again) stay within the concurrency
+    // whatever the channel holds.
+    let output = args
+        .output
+        .to_config(kenning_pipeline::config::DEFAULT_CHANNEL_CAPACITY);
     if !input.path.exists() {
         bail!(
             "input not found: {}. Check the --input path",

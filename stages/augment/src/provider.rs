@@ -201,6 +201,17 @@ impl Provider {
         body: &Value,
         estimated_tokens: u32,
     ) -> Result<Success, RequestFailure> {
+        self.complete_in_slot(body, estimated_tokens).await.0
+    }
+
+    /// Does what [`Provider::complete`] does and also returns the concurrency slot the request
+    /// took. The slot stays taken until it is dropped, so a caller can keep it until the
+    /// response is stored, and the responses at risk in a crash stay within the concurrency.
+    pub async fn complete_in_slot(
+        &self,
+        body: &Value,
+        estimated_tokens: u32,
+    ) -> (Result<Success, RequestFailure>, Slot) {
         let request = match self.backend {
             Some(_) => {
                 let mut body = body.clone();
@@ -209,12 +220,19 @@ impl Provider {
             }
             None => Payload::Http(self.encode(body)),
         };
-        let _slot = self
-            .slots
-            .acquire()
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        let result = self.attempts(&request, estimated_tokens).await;
+        (result, Slot { _permit: slot })
+    }
 
+    async fn attempts(
+        &self,
+        request: &Payload,
+        estimated_tokens: u32,
+    ) -> Result<Success, RequestFailure> {
         let mut attempt = 0;
         // Rate-limited attempts made within the patience do not count against `max_attempts`.
         let mut forgiven = 0;
@@ -222,7 +240,7 @@ impl Provider {
             attempt += 1;
             self.wait_for_turn(estimated_tokens).await;
 
-            let sent = self.send(&request).await;
+            let sent = self.send(request).await;
             if let Ok(completion) = &sent {
                 self.reconcile_tokens(estimated_tokens, completion);
             }
@@ -434,6 +452,12 @@ impl Provider {
             (failure, None, detail)
         })
     }
+}
+
+/// A concurrency slot of a [`Provider`], free again once dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A request body ready to send.

@@ -2,11 +2,11 @@
 //! provider with a bounded number of documents in flight, and turns each response into a row
 //! or a line of the failures file.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use kenning_pipeline::record::{Cell, Record, RecordKey};
-use kenning_pipeline::stage::{StageContext, StageError, StageReport, Usage};
+use kenning_pipeline::stage::{SinkProgress, StageContext, StageError, StageReport, Usage};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -14,7 +14,7 @@ use crate::cache::request_key;
 use crate::entigraph::{self, EntityStore, Extraction};
 use crate::failures::FailureLog;
 use crate::progress::Progress;
-use crate::provider::{RequestFailure, Success};
+use crate::provider::{RequestFailure, Slot, Success};
 use crate::stage::{AugmentStage, STAGE};
 use crate::template::PromptTemplate;
 
@@ -40,7 +40,7 @@ struct Job {
 struct Run {
     stage: AugmentStage,
     context: StageContext,
-    tasks: JoinSet<(Job, Result<Success, RequestFailure>)>,
+    tasks: JoinSet<(Job, Result<Success, RequestFailure>, Slot)>,
     failures: FailureLog,
     entities: Option<EntityStore>,
     report: StageReport,
@@ -53,6 +53,12 @@ struct Run {
     budget_skipped: u64,
     /// Keys that failed in this run.
     failed_now: HashSet<String>,
+    /// Rows sent to the output channel so far.
+    rows_sent: u64,
+    /// The concurrency slots of rows sent but not yet journaled by the sink, with the count of
+    /// rows sent once each was sent. A slot is freed when the sink has journaled its row, so
+    /// requests in flight plus responses a crash would lose stay within the concurrency.
+    unjournaled: VecDeque<(u64, Slot)>,
 }
 
 /// Runs the stage until its input closes and every request has finished.
@@ -90,6 +96,8 @@ pub(crate) async fn run(
         budget_share,
         budget_skipped: 0,
         failed_now: HashSet::new(),
+        rows_sent: 0,
+        unjournaled: VecDeque::new(),
     };
 
     // Documents are taken from the input only while few requests are in flight, so that memory
@@ -97,6 +105,8 @@ pub(crate) async fn run(
     let in_flight_limit = run.stage.provider.config().concurrency * 2;
     let mut input_open = true;
     while input_open || !run.tasks.is_empty() {
+        run.free_journaled_slots();
+        let waiting_for_sink = !run.unjournaled.is_empty();
         tokio::select! {
             received = run.context.input.recv(), if input_open && run.tasks.len() < in_flight_limit => {
                 match received {
@@ -105,8 +115,12 @@ pub(crate) async fn run(
                 }
             }
             Some(joined) = run.tasks.join_next(), if !run.tasks.is_empty() => {
-                let (job, result) = joined.map_err(|e| failed(e.to_string()))?;
-                run.finish(job, result).await?;
+                let (job, result, slot) = joined.map_err(|e| failed(e.to_string()))?;
+                run.finish(job, result, slot).await?;
+            }
+            () = sink_changed(run.context.sink.as_ref()), if waiting_for_sink => {}
+            () = run.context.output.closed(), if waiting_for_sink => {
+                return Err(StageError::Closed { stage: STAGE.into() });
             }
         }
     }
@@ -239,8 +253,8 @@ impl Run {
             purpose,
         };
         self.tasks.spawn(async move {
-            let result = provider.complete(&body, estimate).await;
-            (job, result)
+            let (result, slot) = provider.complete_in_slot(&body, estimate).await;
+            (job, result, slot)
         });
         Ok(())
     }
@@ -250,6 +264,7 @@ impl Run {
         &mut self,
         job: Job,
         result: Result<Success, RequestFailure>,
+        slot: Slot,
     ) -> Result<(), StageError> {
         let success = match result {
             Ok(success) => success,
@@ -280,8 +295,29 @@ impl Run {
                 let generated =
                     tokens.map_or(success.completion.text.len() as u64 / 4, |t| t.completion);
                 *self.produced.entry(job.key.variant.clone()).or_default() += generated;
-                self.send_row(job, success, cost, entities).await
+                self.send_row(job, success, cost, entities).await?;
+                self.rows_sent += 1;
+                // Without a sink behind this stage, nothing reports journaled rows.
+                if self.context.sink.is_some() {
+                    self.unjournaled.push_back((self.rows_sent, slot));
+                }
+                Ok(())
             }
+        }
+    }
+
+    /// Frees the slots of the rows that the sink has journaled.
+    fn free_journaled_slots(&mut self) {
+        let Some(sink) = &self.context.sink else {
+            return;
+        };
+        let journaled = sink.journaled();
+        while self
+            .unjournaled
+            .front()
+            .is_some_and(|(sent, _)| *sent <= journaled)
+        {
+            self.unjournaled.pop_front();
         }
     }
 
@@ -458,6 +494,14 @@ impl std::io::Write for ByteCount {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Waits for the sink to journal more records; never returns without a sink.
+async fn sink_changed(sink: Option<&SinkProgress>) {
+    match sink {
+        Some(sink) => sink.changed().await,
+        None => std::future::pending().await,
     }
 }
 
