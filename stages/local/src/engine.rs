@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Instant;
 
 use candle_core::Device;
+use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::chat::ChatTemplate;
@@ -343,10 +344,16 @@ fn run_worker(
             }
         };
 
+        // Each sequence draws from its own seeded sampler, so drawing in parallel changes no
+        // token.
+        let tokens: Vec<u32> = active
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .map(|(a, row)| a.sampler.sample(row))
+            .collect();
         let produced = active.len() as u64;
         let mut still = Vec::with_capacity(active.len());
-        for (mut a, row) in active.drain(..).zip(logits) {
-            let token = a.sampler.sample(&row);
+        for (mut a, token) in active.drain(..).zip(tokens) {
             match a.accept(token, tokenizer) {
                 Some((reason, text)) => a.finish(reason, text, tokenizer),
                 None => still.push(a),

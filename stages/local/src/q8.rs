@@ -18,6 +18,26 @@ const ROWS_PER_TASK: usize = 16;
 /// Input rows computed together against one weight row.
 const GROUP: usize = 8;
 
+/// The output of a product, written by the tasks in parallel: each task owns whole weight rows,
+/// so each element has one writer.
+struct OutputRows {
+    start: *mut f32,
+    len: usize,
+}
+
+// SAFETY: tasks write disjoint elements (see `write`), and the vector outlives the tasks.
+unsafe impl Sync for OutputRows {}
+
+impl OutputRows {
+    /// # Safety
+    /// No other thread may write or read element `index` while the tasks run.
+    unsafe fn write(&self, index: usize, value: f32) {
+        assert!(index < self.len, "output index");
+        // SAFETY: in bounds (checked above); exclusive by the caller's contract.
+        unsafe { *self.start.add(index) = value };
+    }
+}
+
 /// A matrix of `rows` x `cols` 8-bit values, one `f32` scale per block of a row.
 #[derive(Clone, Debug)]
 pub struct Q8Matrix {
@@ -82,30 +102,30 @@ impl Q8Matrix {
         let blocks = self.cols / BLOCK;
         let kernel = Kernel::detect();
 
-        // Output transposed (weight row major) so that each task writes one contiguous range.
-        let mut transposed = vec![0f32; self.rows * m];
-        transposed
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let first = task * ROWS_PER_TASK;
-                for (offset, dots) in out.chunks_exact_mut(m).enumerate() {
-                    let row = first + offset;
-                    let scales = &self.scales[row * blocks..(row + 1) * blocks];
-                    let quants = &self.quants[row * self.cols..(row + 1) * self.cols];
-                    kernel.row_dots(scales, quants, &input, dots);
-                }
-            });
-
-        if m == 1 {
-            return transposed;
-        }
         let mut out = vec![0f32; m * self.rows];
-        for (row, dots) in transposed.chunks_exact(m).enumerate() {
-            for (i, &value) in dots.iter().enumerate() {
-                out[i * self.rows + row] = value;
+        let target = OutputRows {
+            start: out.as_mut_ptr(),
+            len: out.len(),
+        };
+        let tasks = self.rows.div_ceil(ROWS_PER_TASK);
+        (0..tasks).into_par_iter().for_each(|task| {
+            let first = task * ROWS_PER_TASK;
+            let last = (first + ROWS_PER_TASK).min(self.rows);
+            let mut dots = [0f32; GROUP];
+            for row in first..last {
+                let scales = &self.scales[row * blocks..(row + 1) * blocks];
+                let quants = &self.quants[row * self.cols..(row + 1) * self.cols];
+                for start in (0..m).step_by(GROUP) {
+                    let group = (m - start).min(GROUP);
+                    kernel.row_dots(scales, quants, &input, start, &mut dots[..group]);
+                    for (i, &value) in dots[..group].iter().enumerate() {
+                        // SAFETY: `(start + i) * self.rows + row` is below `m * self.rows`, the
+                        // length of `out`, and only the task that owns `row` writes it.
+                        unsafe { target.write((start + i) * self.rows + row, value) };
+                    }
+                }
             }
-        }
+        });
         out
     }
 
@@ -183,21 +203,35 @@ impl Kernel {
         Self::Portable
     }
 
-    /// Dot products of one weight row with every input row.
-    fn row_dots(self, scales: &[f32], quants: &[i8], input: &Q8Matrix, out: &mut [f32]) {
+    /// Dot products of one weight row with the input rows `start..start + out.len()`, at most
+    /// [`GROUP`] of them.
+    fn row_dots(
+        self,
+        scales: &[f32],
+        quants: &[i8],
+        input: &Q8Matrix,
+        start: usize,
+        out: &mut [f32],
+    ) {
         match self {
-            Self::Portable => portable_row_dots(scales, quants, input, out),
+            Self::Portable => portable_row_dots(scales, quants, input, start, out),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` returned Avx2 only after checking the CPU has AVX2 and FMA.
-            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, input, out) },
+            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, input, start, out) },
         }
     }
 }
 
-fn portable_row_dots(scales: &[f32], quants: &[i8], input: &Q8Matrix, out: &mut [f32]) {
-    for (i, out) in out.iter_mut().enumerate().take(input.rows) {
-        let x_scales = input.block_scales(i);
-        let x_quants = input.block_quants(i);
+fn portable_row_dots(
+    scales: &[f32],
+    quants: &[i8],
+    input: &Q8Matrix,
+    start: usize,
+    out: &mut [f32],
+) {
+    for (i, out) in out.iter_mut().enumerate() {
+        let x_scales = input.block_scales(start + i);
+        let x_quants = input.block_quants(start + i);
         let mut total = 0f32;
         for b in 0..scales.len() {
             let w = &quants[b * BLOCK..(b + 1) * BLOCK];
@@ -233,25 +267,22 @@ mod avx2 {
         scales: &[f32],
         quants: &[i8],
         input: &Q8Matrix,
+        start: usize,
         out: &mut [f32],
     ) {
-        let mut start = 0;
-        while start < input.rows {
-            let left = input.rows - start;
-            // SAFETY: same CPU features as this function.
-            unsafe {
-                match left {
-                    1 => group::<1>(scales, quants, input, start, out),
-                    2 => group::<2>(scales, quants, input, start, out),
-                    3 => group::<3>(scales, quants, input, start, out),
-                    4 => group::<4>(scales, quants, input, start, out),
-                    5 => group::<5>(scales, quants, input, start, out),
-                    6 => group::<6>(scales, quants, input, start, out),
-                    7 => group::<7>(scales, quants, input, start, out),
-                    _ => group::<GROUP>(scales, quants, input, start, out),
-                }
+        // SAFETY: same CPU features as this function.
+        unsafe {
+            match out.len() {
+                1 => group::<1>(scales, quants, input, start, out),
+                2 => group::<2>(scales, quants, input, start, out),
+                3 => group::<3>(scales, quants, input, start, out),
+                4 => group::<4>(scales, quants, input, start, out),
+                5 => group::<5>(scales, quants, input, start, out),
+                6 => group::<6>(scales, quants, input, start, out),
+                7 => group::<7>(scales, quants, input, start, out),
+                GROUP => group::<GROUP>(scales, quants, input, start, out),
+                rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
             }
-            start += left.min(GROUP);
         }
     }
 
@@ -296,7 +327,7 @@ mod avx2 {
         }
 
         for r in 0..N {
-            out[start + r] = horizontal_sum(acc[r]);
+            out[r] = horizontal_sum(acc[r]);
         }
     }
 
@@ -380,8 +411,8 @@ mod tests {
             let quants = &matrix.quants[row * k..(row + 1) * k];
             let mut portable = vec![0f32; m];
             let mut detected = vec![0f32; m];
-            Kernel::Portable.row_dots(scales, quants, &input, &mut portable);
-            Kernel::detect().row_dots(scales, quants, &input, &mut detected);
+            Kernel::Portable.row_dots(scales, quants, &input, 0, &mut portable);
+            Kernel::detect().row_dots(scales, quants, &input, 0, &mut detected);
             for (a, b) in portable.iter().zip(&detected) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
             }

@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{LocalError, Result};
+use crate::exp::exp;
 
 /// Sampling settings of one request, with the meanings OpenAI-compatible servers give them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,6 +61,8 @@ impl SamplingParams {
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,
+    /// Unnormalized probabilities by token id, reused between steps.
+    weights: Vec<f32>,
     /// Candidate buffer reused between steps: (token, probability).
     candidates: Vec<(u32, f32)>,
 }
@@ -69,6 +72,7 @@ impl Sampler {
         Self {
             params,
             rng: StdRng::seed_from_u64(params.seed),
+            weights: Vec::new(),
             candidates: Vec::new(),
         }
     }
@@ -78,22 +82,35 @@ impl Sampler {
             return argmax(logits);
         }
 
-        // Softmax at the given temperature, kept as (token, probability).
+        // Unnormalized softmax at the given temperature.
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let scale = 1.0 / self.params.temperature;
+        self.weights.clear();
+        self.weights
+            .extend(logits.iter().map(|&logit| exp((logit - max) * scale)));
+
+        // A plain draw walks the vocabulary in order; filters need the candidates sorted.
+        let filtered = self.params.top_k > 0 || self.params.min_p > 0.0 || self.params.top_p < 1.0;
+        if !filtered {
+            let total: f32 = self.weights.iter().sum();
+            let mut target = self.rng.random::<f32>() * total;
+            for (id, &weight) in self.weights.iter().enumerate() {
+                if target < weight {
+                    return id as u32;
+                }
+                target -= weight;
+            }
+            return self.weights.len().saturating_sub(1) as u32;
+        }
         self.candidates.clear();
         self.candidates.extend(
-            logits
+            self.weights
                 .iter()
                 .enumerate()
-                .map(|(id, &logit)| (id as u32, ((logit - max) * scale).exp())),
+                .map(|(id, &w)| (id as u32, w)),
         );
-        // Filters need the candidates in order; a plain draw does not.
-        let filtered = self.params.top_k > 0 || self.params.min_p > 0.0 || self.params.top_p < 1.0;
-        if filtered {
-            self.candidates
-                .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        }
+        self.candidates
+            .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         if self.params.top_k > 0 {
             self.candidates.truncate(self.params.top_k);

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::config::LlamaConfig;
 use crate::error::Result;
+use crate::exp::exp;
 use crate::model::SequenceCache;
 use crate::q8::Q8Matrix;
 
@@ -159,7 +160,7 @@ pub fn forward(
         {
             let (gate, up) = row.split_at(inner);
             for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                *o = g / (1.0 + (-g).exp()) * u;
+                *o = g / (1.0 + exp(-g)) * u;
             }
         }
         add_into(&mut x, &layer.down.matmul(&activated, rows));
@@ -218,6 +219,7 @@ fn attention(
     let tasks: Vec<(usize, usize)> = (0..spans.len())
         .flat_map(|s| (0..config.heads).map(move |h| (s, h)))
         .collect();
+    let vector = vector_instructions();
     let results: Vec<Vec<f32>> = tasks
         .par_iter()
         .map(|&(s, head)| {
@@ -225,32 +227,21 @@ fn attention(
             let cache = &*batch[s].1;
             let kv_head = head / group;
             let base = kv_head * cache.capacity * head_dim;
-            let keys = &cache.keys[layer][base..];
-            let values = &cache.values[layer][base..];
-
-            let mut out = vec![0f32; span.len * head_dim];
-            let mut scores = Vec::with_capacity(span.position + span.len);
-            for r in 0..span.len {
-                let row = (span.start + r) * width + head * head_dim;
-                let q = &qkv[row..row + head_dim];
-                let visible = span.position + r + 1;
-
-                scores.clear();
-                scores.extend(
-                    keys.chunks_exact(head_dim)
-                        .take(visible)
-                        .map(|k| dot(q, k) * scale),
-                );
-                softmax(&mut scores);
-
-                let out = &mut out[r * head_dim..(r + 1) * head_dim];
-                for (&weight, v) in scores.iter().zip(values.chunks_exact(head_dim)) {
-                    for (o, &value) in out.iter_mut().zip(v) {
-                        *o += weight * value;
-                    }
-                }
+            let head = Head {
+                qkv,
+                width,
+                column: head * head_dim,
+                head_dim,
+                keys: &cache.keys[layer][base..],
+                values: &cache.values[layer][base..],
+                scale,
+            };
+            if vector {
+                // SAFETY: `vector_instructions` checked that the CPU has AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                return unsafe { attend_avx2(&head, span) };
             }
-            out
+            attend(&head, span)
         })
         .collect();
 
@@ -266,6 +257,71 @@ fn attention(
     attended
 }
 
+/// One query head's view of a step: the rows of `qkv` and the cached keys and values of its
+/// key/value head.
+struct Head<'a> {
+    qkv: &'a [f32],
+    width: usize,
+    /// Offset of the head's query in a row of `qkv`.
+    column: usize,
+    head_dim: usize,
+    keys: &'a [f32],
+    values: &'a [f32],
+    scale: f32,
+}
+
+/// Returns the attention output of `head` for each new row of `span`, one after the other.
+#[inline(always)]
+fn attend(head: &Head, span: &Span) -> Vec<f32> {
+    let head_dim = head.head_dim;
+    let mut out = vec![0f32; span.len * head_dim];
+    let mut scores = Vec::with_capacity(span.position + span.len);
+    for r in 0..span.len {
+        let row = (span.start + r) * head.width + head.column;
+        let q = &head.qkv[row..row + head_dim];
+        let visible = span.position + r + 1;
+
+        scores.clear();
+        scores.extend(
+            head.keys
+                .chunks_exact(head_dim)
+                .take(visible)
+                .map(|k| dot(q, k) * head.scale),
+        );
+        softmax(&mut scores);
+
+        let out = &mut out[r * head_dim..(r + 1) * head_dim];
+        for (&weight, v) in scores.iter().zip(head.values.chunks_exact(head_dim)) {
+            for (o, &value) in out.iter_mut().zip(v) {
+                *o += weight * value;
+            }
+        }
+    }
+    out
+}
+
+/// [`attend`] compiled for AVX2, so that its loops use 8-wide vectors.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(head: &Head, span: &Span) -> Vec<f32> {
+    attend(head, span)
+}
+
+/// Returns whether the AVX2 build of the attention loops can run here.
+fn vector_instructions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// RMS normalization of each row of `x`, scaled by `weight`.
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
@@ -277,19 +333,21 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     out
 }
 
+#[inline(always)]
 fn softmax(values: &mut [f32]) {
     let largest = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut total = 0.0;
+    // Two loops, so that the first one vectorizes; the sum keeps its order.
     for v in values.iter_mut() {
-        *v = (*v - largest).exp();
-        total += *v;
+        *v = exp(*v - largest);
     }
+    let total: f32 = values.iter().sum();
     for v in values.iter_mut() {
         *v /= total;
     }
 }
 
 /// Dot product with eight partial sums, which the compiler turns into vector instructions.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a_blocks, b_blocks) = (a.chunks_exact(8), b.chunks_exact(8));
