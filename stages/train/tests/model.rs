@@ -149,3 +149,49 @@ fn from_tensors_reproduces_logits() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn cached_forward_matches_full_forward() {
+    let device = Device::Cpu;
+    let model = Llama::new(&tiny_config(2, true), 3, DType::F64, &device).unwrap();
+    let ids = batch(&device);
+    let full = model.forward(&ids).unwrap();
+
+    // A prompt of four positions, then one position at a time.
+    let mut cache = model.new_cache();
+    let mut pieces = vec![
+        model
+            .forward_cached(&ids.narrow(1, 0, 4).unwrap(), &mut cache)
+            .unwrap(),
+    ];
+    for position in 4..9 {
+        let step = ids.narrow(1, position, 1).unwrap();
+        pieces.push(model.forward_cached(&step, &mut cache).unwrap());
+    }
+    assert_eq!(cache.len(), 9);
+    let cached = Tensor::cat(&pieces, 1).unwrap();
+
+    let largest = (full - cached)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(largest < 1e-9, "cached logits differ by {largest}");
+}
+
+#[test]
+fn cached_forward_rejects_overflowing_window() {
+    let device = Device::Cpu;
+    let model = Llama::new(&tiny_config(1, true), 3, DType::F32, &device).unwrap();
+    let mut cache = model.new_cache();
+    let ids = Tensor::zeros((1, 12), DType::U32, &device).unwrap();
+    model.forward_cached(&ids, &mut cache).unwrap();
+    let error = model.forward_cached(&ids, &mut cache).unwrap_err();
+    assert!(error.to_string().contains("24 tokens"), "{error}");
+    assert_eq!(cache.len(), 12);
+}

@@ -18,6 +18,25 @@ use crate::error::{Result, TrainError};
 use crate::model::config::ModelConfig;
 use crate::model::init::normal_tensor;
 
+/// Keys and values of the positions a model has seen, one entry per block, each of shape
+/// (batch, kv heads, positions, head dim).
+#[derive(Clone)]
+pub struct KvCache {
+    blocks: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Returns the number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Weights of one decoder block.
 struct Block {
     attn_norm: Var,
@@ -227,10 +246,31 @@ impl Llama {
 
     /// Returns the logits, shape (batch, time, vocab), for token ids of shape (batch, time).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.run(ids, None)
+    }
+
+    /// Returns an empty key/value cache for [`Llama::forward_cached`].
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            blocks: vec![None; self.blocks.len()],
+            len: 0,
+        }
+    }
+
+    /// Returns the logits of `ids` (batch, time) that follow the positions already in `cache`,
+    /// and appends their keys and values to it, so that decoding one token costs one position
+    /// instead of the whole context. The cache holds no gradient graph.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.run(ids, Some(cache))
+    }
+
+    fn run(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (batch, time) = ids.dims2()?;
-        if time > self.config.max_seq_len {
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        if offset + time > self.config.max_seq_len {
             return Err(TrainError::Config(format!(
-                "input of {time} tokens is longer than model.max_seq_len {}",
+                "input of {} tokens is longer than model.max_seq_len {}",
+                offset + time,
                 self.config.max_seq_len
             )));
         }
@@ -241,9 +281,18 @@ impl Llama {
             .as_tensor()
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((batch, time, hidden))?;
-        let mask = causal_mask(time, self.dtype, &self.device)?;
-        for block in &self.blocks {
-            x = self.block_forward(block, &x, &mask)?;
+        // A single new token sees every earlier position, so it needs no mask.
+        let mask = if time > 1 {
+            Some(causal_mask(time, offset, self.dtype, &self.device)?)
+        } else {
+            None
+        };
+        for (index, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_mut().map(|c| &mut c.blocks[index]);
+            x = self.block_forward(block, &x, mask.as_ref(), offset, slot)?;
+        }
+        if let Some(cache) = cache {
+            cache.len += time;
         }
 
         let x = rms_norm_slow(&x, self.output_norm.as_tensor(), self.eps())?;
@@ -269,7 +318,16 @@ impl Llama {
         self.config.rms_norm_eps as f32
     }
 
-    fn block_forward(&self, block: &Block, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// Runs one block over `x`, whose first position is `offset`. With a cache `slot`, the
+    /// keys and values of earlier positions come from it and those of `x` are appended.
+    fn block_forward(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        offset: usize,
+        slot: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let (batch, time, hidden) = x.dims3()?;
         let heads = self.config.num_heads;
         let kv_heads = self.config.num_kv_heads;
@@ -285,13 +343,33 @@ impl Llama {
         let q = split_heads(linear(&h, block.attn_q.as_tensor())?, heads)?;
         let k = split_heads(linear(&h, block.attn_k.as_tensor())?, kv_heads)?;
         let v = split_heads(linear(&h, block.attn_v.as_tensor())?, kv_heads)?;
-        let q = rope_i_slow(&q, &self.cos, &self.sin)?;
-        let k = rope_i_slow(&k, &self.cos, &self.sin)?;
+        let cos = self.cos.narrow(0, offset, time)?;
+        let sin = self.sin.narrow(0, offset, time)?;
+        let q = rope_i_slow(&q, &cos, &sin)?;
+        let k = rope_i_slow(&k, &cos, &sin)?;
+        let (k, v) = match slot {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((past_k, past_v)) => (
+                        Tensor::cat(&[&past_k, &k.detach()], 2)?,
+                        Tensor::cat(&[&past_v, &v.detach()], 2)?,
+                    ),
+                    None => (k.detach(), v.detach()),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
         let k = repeat_kv(k, heads / kv_heads)?;
         let v = repeat_kv(v, heads / kv_heads)?;
 
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
         let weights = softmax(&scores, D::Minus1)?;
         let attended = weights
             .matmul(&v)?
@@ -354,13 +432,15 @@ fn repeat_kv(x: Tensor, times: usize) -> Result<Tensor> {
         .reshape((batch, heads * times, time, dim))?)
 }
 
-/// Returns a (time, time) mask with zero on and below the diagonal and a large negative number
-/// above it. A finite value keeps the softmax backward pass free of NaN.
-fn causal_mask(time: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+/// Returns a (time, offset + time) mask for `time` new positions after `offset` earlier ones:
+/// zero where a position may attend and a large negative number over later positions. A finite
+/// value keeps the softmax backward pass free of NaN.
+fn causal_mask(time: usize, offset: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let width = offset + time;
     let values: Vec<f32> = (0..time)
-        .flat_map(|i| (0..time).map(move |j| if j > i { -1e9 } else { 0.0 }))
+        .flat_map(|i| (0..width).map(move |j| if j > offset + i { -1e9 } else { 0.0 }))
         .collect();
-    Ok(Tensor::from_vec(values, (time, time), device)?.to_dtype(dtype)?)
+    Ok(Tensor::from_vec(values, (time, width), device)?.to_dtype(dtype)?)
 }
 
 /// Returns the cosine and sine tables, shape (max_seq_len, head_dim / 2), of the interleaved

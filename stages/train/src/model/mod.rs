@@ -5,4 +5,4 @@ pub mod init;
 pub mod llama;
 
 pub use config::ModelConfig;
-pub use llama::{Llama, weight_shapes};
+pub use llama::{KvCache, Llama, weight_shapes};
