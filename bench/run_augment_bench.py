@@ -202,6 +202,9 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
     ]
     bare = next((r for r in results["reqwest"] if r["concurrency"] == stage["concurrency"]), results["reqwest"][-1])
     share = stage["rps"] / bare["rps"]
+    # The bare loop's figure varies from run to run on shared cores, so the page also gives the
+    # share of its fastest run at any concurrency.
+    fastest = max(results["reqwest"], key=lambda r: r["rps"])
     growth = results["rss_provider_long"]["rss_mb"] / results["rss_provider"]["rss_mb"] - 1
     rate = results["rate"]
     rate_error = rate["busiest_60s"] / args.rate_limit - 1.0
@@ -218,7 +221,9 @@ def render(args: argparse.Namespace, results: dict, notes: dict) -> str:
         + f". Target at least {TARGET_RATIO:.0f}× per core: "
         + met(all(cpu >= TARGET_RATIO for _, cpu, _ in ratios)) + ".",
         f"- Full stage against the bare reqwest loop at {stage['concurrency']} in flight: {stage['rps']:,.0f} against "
-        f"{bare['rps']:,.0f} requests/s, {share:.2f} of it. Target at least {TARGET_STAGE_SHARE}: {met(share >= TARGET_STAGE_SHARE)}.",
+        f"{bare['rps']:,.0f} requests/s, {share:.2f} of it ({stage['rps'] / fastest['rps']:.2f} of the bare loop's "
+        f"fastest run, {fastest['rps']:,.0f} requests/s at {fastest['concurrency']:,} in flight). "
+        f"Target at least {TARGET_STAGE_SHARE}: {met(share >= TARGET_STAGE_SHARE)}.",
         f"- Peak RSS: {results['rss_provider']['rss_mb']:.0f} MB for the Provider with {args.in_flight:,} requests in flight "
         f"against {max(r['rss_mb'] for r in results['provider']):.0f} MB at most with {max(args.concurrency):,}, and "
         f"Python's AsyncOpenAI {results['rss_python']['rss_mb']:.0f} MB with {args.in_flight:,}. The Provider's RSS grows with "
