@@ -18,6 +18,22 @@ const ROWS_PER_TASK: usize = 16;
 /// Input rows computed together against one weight row.
 const GROUP: usize = 8;
 
+/// Returns the block scales of the input rows by group of [`GROUP`] rows, as
+/// `[group][block][row in group]`, zero for rows past the end, so that a kernel loads the
+/// scales of every row of a group for one block at once.
+fn group_scales(input: &Q8Matrix) -> Vec<f32> {
+    let blocks = input.cols / BLOCK;
+    let groups = input.rows.div_ceil(GROUP);
+    let mut lanes = vec![0f32; groups * blocks * GROUP];
+    for row in 0..input.rows {
+        let (group, lane) = (row / GROUP, row % GROUP);
+        for (b, &scale) in input.block_scales(row).iter().enumerate() {
+            lanes[(group * blocks + b) * GROUP + lane] = scale;
+        }
+    }
+    lanes
+}
+
 /// The output of a product, written by the tasks in parallel: each task owns whole weight rows,
 /// so each element has one writer.
 struct OutputRows {
@@ -102,6 +118,7 @@ impl Q8Matrix {
         let blocks = self.cols / BLOCK;
         let kernel = Kernel::detect();
 
+        let lanes = group_scales(&input);
         let mut out = vec![0f32; m * self.rows];
         let target = OutputRows {
             start: out.as_mut_ptr(),
@@ -117,7 +134,15 @@ impl Q8Matrix {
                 let quants = &self.quants[row * self.cols..(row + 1) * self.cols];
                 for start in (0..m).step_by(GROUP) {
                     let group = (m - start).min(GROUP);
-                    kernel.row_dots(scales, quants, &input, start, &mut dots[..group]);
+                    let group_lanes = &lanes[start * blocks..(start + GROUP) * blocks];
+                    kernel.row_dots(
+                        scales,
+                        quants,
+                        &input,
+                        start,
+                        group_lanes,
+                        &mut dots[..group],
+                    );
                     for (i, &value) in dots[..group].iter().enumerate() {
                         // SAFETY: `(start + i) * self.rows + row` is below `m * self.rows`, the
                         // length of `out`, and only the task that owns `row` writes it.
@@ -205,19 +230,21 @@ impl Kernel {
 
     /// Dot products of one weight row with the input rows `start..start + out.len()`, at most
     /// [`GROUP`] of them.
+    /// `lanes` holds the group's input scales as [`group_scales`] lays them out.
     fn row_dots(
         self,
         scales: &[f32],
         quants: &[i8],
         input: &Q8Matrix,
         start: usize,
+        lanes: &[f32],
         out: &mut [f32],
     ) {
         match self {
             Self::Portable => portable_row_dots(scales, quants, input, start, out),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` returned Avx2 only after checking the CPU has AVX2 and FMA.
-            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, input, start, out) },
+            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, input, start, lanes, out) },
         }
     }
 }
@@ -268,19 +295,25 @@ mod avx2 {
         quants: &[i8],
         input: &Q8Matrix,
         start: usize,
+        lanes: &[f32],
         out: &mut [f32],
     ) {
+        let rows = Rows {
+            input,
+            start,
+            lanes,
+        };
         // SAFETY: same CPU features as this function.
         unsafe {
             match out.len() {
-                1 => group::<1>(scales, quants, input, start, out),
-                2 => group::<2>(scales, quants, input, start, out),
-                3 => group::<3>(scales, quants, input, start, out),
-                4 => group::<4>(scales, quants, input, start, out),
-                5 => group::<5>(scales, quants, input, start, out),
-                6 => group::<6>(scales, quants, input, start, out),
-                7 => group::<7>(scales, quants, input, start, out),
-                GROUP => group::<GROUP>(scales, quants, input, start, out),
+                1 => group::<1>(scales, quants, &rows, out),
+                2 => group::<2>(scales, quants, &rows, out),
+                3 => group::<3>(scales, quants, &rows, out),
+                4 => group::<4>(scales, quants, &rows, out),
+                5 => group::<5>(scales, quants, &rows, out),
+                6 => group::<6>(scales, quants, &rows, out),
+                7 => group::<7>(scales, quants, &rows, out),
+                GROUP => group::<GROUP>(scales, quants, &rows, out),
                 rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
             }
         }
@@ -288,39 +321,45 @@ mod avx2 {
 
     /// Input rows `start..start + N` against one weight row, each with its own accumulator, so
     /// that a row's sum is built the same way whichever group it falls in.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn group<const N: usize>(
-        scales: &[f32],
-        quants: &[i8],
-        input: &Q8Matrix,
+    /// The input rows of one group: `start..start + N` of `input`, with their scales laid out
+    /// by block in `lanes`.
+    pub(super) struct Rows<'a> {
+        input: &'a Q8Matrix,
         start: usize,
-        out: &mut [f32],
-    ) {
+        lanes: &'a [f32],
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn group<const N: usize>(scales: &[f32], quants: &[i8], rows: &Rows, out: &mut [f32]) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); N];
         let blocks = scales.len();
+        let (input, start) = (rows.input, rows.start);
         assert_eq!(quants.len(), blocks * BLOCK, "weight row size");
         assert!(start + N <= input.rows, "input rows");
+        assert!(rows.lanes.len() >= blocks * GROUP, "group scales");
         // Raw pointers keep bounds checks out of the inner loop; the asserts above and the
         // layout of `Q8Matrix` bound every access.
-        let x_scales: [*const f32; N] =
-            std::array::from_fn(|r| input.block_scales(start + r).as_ptr());
         let x_quants: [*const i8; N] =
             std::array::from_fn(|r| input.block_quants(start + r).as_ptr());
+        let lane_index: [__m256i; N] = std::array::from_fn(|r| _mm256_set1_epi32(r as i32));
 
         for b in 0..blocks {
             // SAFETY: `b < blocks`, and every row (weights and inputs) has `blocks` scales
-            // and `blocks * BLOCK` values.
+            // and `blocks * BLOCK` values, and `lanes` has `GROUP` scales per block.
             unsafe {
-                let w_scale = *scales.get_unchecked(b);
                 let w = _mm256_loadu_si256(quants.as_ptr().add(b * BLOCK) as *const __m256i);
                 let w_abs = _mm256_sign_epi8(w, w);
+                // The weight scale times every row's input scale, one row per lane: the same
+                // products as one at a time, in a single multiplication.
+                let x_scales = _mm256_loadu_ps(rows.lanes.as_ptr().add(b * GROUP));
+                let combined = _mm256_mul_ps(_mm256_set1_ps(*scales.get_unchecked(b)), x_scales);
                 for r in 0..N {
                     let x = _mm256_loadu_si256(x_quants[r].add(b * BLOCK) as *const __m256i);
                     // |w| * (x with w's sign) = w * x, as unsigned-by-signed byte products.
                     let pairs = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w));
                     let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    let scale = _mm256_set1_ps(w_scale * *x_scales[r].add(b));
+                    let scale = _mm256_permutevar8x32_ps(combined, lane_index[r]);
                     acc[r] = _mm256_fmadd_ps(sums, scale, acc[r]);
                 }
             }
@@ -411,8 +450,9 @@ mod tests {
             let quants = &matrix.quants[row * k..(row + 1) * k];
             let mut portable = vec![0f32; m];
             let mut detected = vec![0f32; m];
-            Kernel::Portable.row_dots(scales, quants, &input, 0, &mut portable);
-            Kernel::detect().row_dots(scales, quants, &input, 0, &mut detected);
+            let lanes = group_scales(&input);
+            Kernel::Portable.row_dots(scales, quants, &input, 0, &lanes, &mut portable);
+            Kernel::detect().row_dots(scales, quants, &input, 0, &lanes, &mut detected);
             for (a, b) in portable.iter().zip(&detected) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
             }
