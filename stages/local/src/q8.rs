@@ -230,7 +230,7 @@ impl Kernel {
 
     /// Dot products of one weight row with the input rows `start..start + out.len()`, at most
     /// [`GROUP`] of them.
-    /// `lanes` holds the group's input scales as [`group_scales`] lays them out.
+    /// `lanes` contains the group's input scales as [`group_scales`] lays them out.
     fn row_dots(
         self,
         scales: &[f32],
