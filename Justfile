@@ -21,9 +21,17 @@ setup:
 build:
     cargo build -p kenning
 
-# Run the main job, configs/quickstart.toml, on the embedded defaults: biographies, SPA rewrites by the local model, shards, training and evaluation into OUT (default out/quickstart). Extra arguments go to `kenning run`, such as --quick.
-run out="out/quickstart" *args:
-    cargo run --release -p kenning -- run configs/quickstart.toml --out "{{out}}" {{args}}
+# Run the main job, configs/quickstart.toml, on the embedded defaults: biographies, SPA rewrites by the local model, shards, training and evaluation into OUT (default out/quickstart; a first argument that starts with -- is a flag, not OUT). Extra arguments go to `kenning run`, such as --quick.
+[positional-arguments]
+run *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out="out/quickstart"
+    if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
+        out="$1"
+        shift
+    fi
+    cargo run --release -p kenning -- run configs/quickstart.toml --out "$out" "$@"
 
 # Run every test: Rust unit and integration tests, with pyarrow and DuckDB reading the shards.
 test: setup

@@ -31,7 +31,7 @@ pub fn print(summary: &RunSummary) {
         }
         for stage in &summary.stages {
             println!(
-                "  stage {:<8} {} in, {} out, {} skipped as already done, {} failed",
+                "  stage {:<8} {} records in, {} rows out, {} skipped as already done, {} failed",
                 stage.stage, stage.records_in, stage.records_out, stage.skipped_done, stage.failed
             );
         }

@@ -293,7 +293,9 @@ fn kill_then_resume_gives_identical_shards() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut kills = 0;
     let mut attempt = 0;
-    while kills < 10 && attempt < 40 {
+    // A resumed run has less left to do and other load on the machine changes the run time,
+    // so some runs finish before their kill point; up to 60 attempts make room for that.
+    while kills < 10 && attempt < 60 {
         attempt += 1;
         let out = dir.path().join(format!("interrupted-{}", attempt / 3));
         let mut child = bios_command(&out, &args)
@@ -301,7 +303,7 @@ fn kill_then_resume_gives_identical_shards() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(uninterrupted.mul_f64(rng.random_range(0.05..0.8)));
+        std::thread::sleep(uninterrupted.mul_f64(rng.random_range(0.05..0.6)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix.
             kills += 1;

@@ -94,7 +94,8 @@ pub fn read_shards(dir: &Path, column: &str) -> Result<Corpus> {
     tracing::info!(
         dir = %dir.display(),
         documents = corpus.documents.len(),
-        files = corpus.sources.len(),
+        // Shards plus the folder's manifest.
+        files_hashed = corpus.sources.len(),
         "read training shards"
     );
     Ok(corpus)
