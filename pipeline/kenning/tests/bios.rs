@@ -293,8 +293,8 @@ fn kill_then_resume_gives_identical_shards() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut kills = 0;
     let mut attempt = 0;
-    // A resumed run has less left to do and other load on the machine changes the run time,
-    // so some runs finish before their kill point; up to 60 attempts make room for that.
+    // Some runs finish before their kill point, because a resumed run has less left to do and
+    // other load changes the run time. Up to 60 attempts leave room for that.
     while kills < 10 && attempt < 60 {
         attempt += 1;
         let out = dir.path().join(format!("interrupted-{}", attempt / 3));

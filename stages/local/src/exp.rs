@@ -30,8 +30,8 @@ pub fn exp(x: f32) -> f32 {
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
 
-    // 2^n: n sits in the low mantissa bits of `shifted`; moving it into the exponent field and
-    // adding the bias gives the power of two (n is within [-126, 127] after the clamp).
+    // 2^n: n is in the low mantissa bits of `shifted`. Moved into the exponent field and added
+    // to the bias, it gives the power of two (n is within [-126, 127] after the clamp).
     let power = f32::from_bits(shifted.to_bits().wrapping_shl(23).wrapping_add(127 << 23));
     p * power
 }

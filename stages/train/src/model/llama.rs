@@ -259,7 +259,7 @@ impl Llama {
 
     /// Returns the logits of `ids` (batch, time) that follow the positions already in `cache`,
     /// and appends their keys and values to it, so that decoding one token costs one position
-    /// instead of the whole context. The cache holds no gradient graph.
+    /// instead of the whole context. The cached tensors carry no gradient graph.
     pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         self.run(ids, Some(cache))
     }
@@ -281,7 +281,7 @@ impl Llama {
             .as_tensor()
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((batch, time, hidden))?;
-        // A single new token sees every earlier position, so it needs no mask.
+        // A single new token attends to every earlier position, so it needs no mask.
         let mask = if time > 1 {
             Some(causal_mask(time, offset, self.dtype, &self.device)?)
         } else {
