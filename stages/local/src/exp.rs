@@ -8,7 +8,7 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two, so that `n * LN2_HIGH` is exact for the `n` that occur here.
 const LN2_HIGH: f32 = 0.693_359_4;
 const LN2_LOW: f32 = -2.121_944_4e-4;
-/// 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, which then sits
+/// 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer, which then is
 /// in the low bits of the sum.
 const ROUND: f32 = 12_582_912.0;
 

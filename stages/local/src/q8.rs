@@ -18,9 +18,9 @@ const ROWS_PER_TASK: usize = 16;
 /// Input rows computed together against one weight row.
 const GROUP: usize = 8;
 
-/// Returns the block scales of the input rows by group of [`GROUP`] rows, as
-/// `[group][block][row in group]`, zero for rows past the end, so that a kernel loads the
-/// scales of every row of a group for one block at once.
+/// Returns the block scales of the input rows as `[group][block][row in group]`, with groups
+/// of [`GROUP`] rows and zero past the last row. A kernel then loads a block's scales for a
+/// whole group at once.
 fn group_scales(input: &Q8Matrix) -> Vec<f32> {
     let blocks = input.cols / BLOCK;
     let groups = input.rows.div_ceil(GROUP);
@@ -32,6 +32,14 @@ fn group_scales(input: &Q8Matrix) -> Vec<f32> {
         }
     }
     lanes
+}
+
+/// One group of input rows: `input` from row `start`, with the group's block scales in `lanes`
+/// as [`group_scales`] lays them out.
+struct Rows<'a> {
+    input: &'a Q8Matrix,
+    start: usize,
+    lanes: &'a [f32],
 }
 
 /// The output of a product, written by the tasks in parallel: each task owns whole weight rows,
@@ -134,15 +142,12 @@ impl Q8Matrix {
                 let quants = &self.quants[row * self.cols..(row + 1) * self.cols];
                 for start in (0..m).step_by(GROUP) {
                     let group = (m - start).min(GROUP);
-                    let group_lanes = &lanes[start * blocks..(start + GROUP) * blocks];
-                    kernel.row_dots(
-                        scales,
-                        quants,
-                        &input,
+                    let rows = Rows {
+                        input: &input,
                         start,
-                        group_lanes,
-                        &mut dots[..group],
-                    );
+                        lanes: &lanes[start * blocks..(start + GROUP) * blocks],
+                    };
+                    kernel.row_dots(scales, quants, &rows, &mut dots[..group]);
                     for (i, &value) in dots[..group].iter().enumerate() {
                         // SAFETY: `(start + i) * self.rows + row` is below `m * self.rows`, the
                         // length of `out`, and only the task that owns `row` writes it.
@@ -228,37 +233,22 @@ impl Kernel {
         Self::Portable
     }
 
-    /// Dot products of one weight row with the input rows `start..start + out.len()`, at most
-    /// [`GROUP`] of them.
-    /// `lanes` contains the group's input scales as [`group_scales`] lays them out.
-    fn row_dots(
-        self,
-        scales: &[f32],
-        quants: &[i8],
-        input: &Q8Matrix,
-        start: usize,
-        lanes: &[f32],
-        out: &mut [f32],
-    ) {
+    /// Computes the dot products of one weight row with the first `out.len()` rows of `rows`,
+    /// at most [`GROUP`] of them.
+    fn row_dots(self, scales: &[f32], quants: &[i8], rows: &Rows, out: &mut [f32]) {
         match self {
-            Self::Portable => portable_row_dots(scales, quants, input, start, out),
+            Self::Portable => portable_row_dots(scales, quants, rows, out),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` returned Avx2 only after checking the CPU has AVX2 and FMA.
-            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, input, start, lanes, out) },
+            Self::Avx2 => unsafe { avx2::row_dots(scales, quants, rows, out) },
         }
     }
 }
 
-fn portable_row_dots(
-    scales: &[f32],
-    quants: &[i8],
-    input: &Q8Matrix,
-    start: usize,
-    out: &mut [f32],
-) {
+fn portable_row_dots(scales: &[f32], quants: &[i8], rows: &Rows, out: &mut [f32]) {
     for (i, out) in out.iter_mut().enumerate() {
-        let x_scales = input.block_scales(start + i);
-        let x_quants = input.block_quants(start + i);
+        let x_scales = rows.input.block_scales(rows.start + i);
+        let x_quants = rows.input.block_quants(rows.start + i);
         let mut total = 0f32;
         for b in 0..scales.len() {
             let w = &quants[b * BLOCK..(b + 1) * BLOCK];
@@ -278,7 +268,7 @@ fn portable_row_dots(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, GROUP, Q8Matrix, quantize_blocks_with};
+    use super::{BLOCK, GROUP, Rows, quantize_blocks_with};
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -290,30 +280,18 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_dots(
-        scales: &[f32],
-        quants: &[i8],
-        input: &Q8Matrix,
-        start: usize,
-        lanes: &[f32],
-        out: &mut [f32],
-    ) {
-        let rows = Rows {
-            input,
-            start,
-            lanes,
-        };
+    pub(super) unsafe fn row_dots(scales: &[f32], quants: &[i8], rows: &Rows, out: &mut [f32]) {
         // SAFETY: same CPU features as this function.
         unsafe {
             match out.len() {
-                1 => group::<1>(scales, quants, &rows, out),
-                2 => group::<2>(scales, quants, &rows, out),
-                3 => group::<3>(scales, quants, &rows, out),
-                4 => group::<4>(scales, quants, &rows, out),
-                5 => group::<5>(scales, quants, &rows, out),
-                6 => group::<6>(scales, quants, &rows, out),
-                7 => group::<7>(scales, quants, &rows, out),
-                GROUP => group::<GROUP>(scales, quants, &rows, out),
+                1 => group::<1>(scales, quants, rows, out),
+                2 => group::<2>(scales, quants, rows, out),
+                3 => group::<3>(scales, quants, rows, out),
+                4 => group::<4>(scales, quants, rows, out),
+                5 => group::<5>(scales, quants, rows, out),
+                6 => group::<6>(scales, quants, rows, out),
+                7 => group::<7>(scales, quants, rows, out),
+                GROUP => group::<GROUP>(scales, quants, rows, out),
                 rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
             }
         }
@@ -321,14 +299,6 @@ mod avx2 {
 
     /// Input rows `start..start + N` against one weight row, each with its own accumulator, so
     /// that a row's sum is built the same way whichever group it falls in.
-    /// The input rows of one group: `start..start + N` of `input`, with their scales laid out
-    /// by block in `lanes`.
-    pub(super) struct Rows<'a> {
-        input: &'a Q8Matrix,
-        start: usize,
-        lanes: &'a [f32],
-    }
-
     #[target_feature(enable = "avx2,fma")]
     unsafe fn group<const N: usize>(scales: &[f32], quants: &[i8], rows: &Rows, out: &mut [f32]) {
         let ones = _mm256_set1_epi16(1);
@@ -451,8 +421,13 @@ mod tests {
             let mut portable = vec![0f32; m];
             let mut detected = vec![0f32; m];
             let lanes = group_scales(&input);
-            Kernel::Portable.row_dots(scales, quants, &input, 0, &lanes, &mut portable);
-            Kernel::detect().row_dots(scales, quants, &input, 0, &lanes, &mut detected);
+            let rows = Rows {
+                input: &input,
+                start: 0,
+                lanes: &lanes,
+            };
+            Kernel::Portable.row_dots(scales, quants, &rows, &mut portable);
+            Kernel::detect().row_dots(scales, quants, &rows, &mut detected);
             for (a, b) in portable.iter().zip(&detected) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
             }

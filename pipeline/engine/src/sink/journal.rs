@@ -38,8 +38,8 @@ impl Journal {
         self.flush()
     }
 
-    /// Appends `record` to the journal of shard `index` in memory; [`Journal::flush`] hands it
-    /// to the kernel. Moving to another shard's journal flushes the previous one.
+    /// Appends `record` to the journal of shard `index` in memory, and [`Journal::flush`] hands
+    /// it to the kernel. Moving to another shard's journal flushes the previous one.
     pub fn buffer(&mut self, index: u32, record: &Record) -> Result<(), SinkError> {
         let (_, path, file) = self.writer_for(index)?;
         let io_error = |source| SinkError::Io {
