@@ -1,6 +1,7 @@
 //! An exponential made of multiplications, additions and bit operations, so that loops over
 //! it compile to vector instructions: `f32::exp` is a library call per value, which no loop
-//! vectorizes. The activation, attention and sampling loops of the 8-bit path use it.
+//! vectorizes. The activation, attention and sampling loops of the 8-bit path use it, and so do
+//! the fused training operations of `kenning-train`.
 //!
 //! It is plain Rust without `mul_add`, so every build computes the same bits for the same input.
 

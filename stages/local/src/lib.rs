@@ -6,7 +6,7 @@ pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod error;
-mod exp;
+pub mod exp;
 pub mod export;
 pub mod fetch;
 pub mod generate;

@@ -2,9 +2,11 @@
 //! `blk.N.attn_q`, ..., `output_norm`, `output`), so a dequantized llama-family GGUF loads into
 //! it by name.
 //!
-//! Every operation here uses candle's composed forms (`softmax` over the last dimension,
-//! `rms_norm_slow`, `rope_i_slow`). In candle-nn 0.11.1 the fused fast paths of these operations
-//! have no backward pass and silently cut the gradient graph.
+//! On the CPU in `f32`, RMSNorm, rotary embeddings, the attention softmax, SwiGLU and the loss
+//! run as the fused operations of [`crate::model::ops`], which have their own backward passes.
+//! Elsewhere they use candle's composed forms (`softmax` over the last dimension,
+//! `rms_norm_slow`, `rope_i_slow`): in candle-nn 0.11.1 the fused fast paths of these
+//! operations have no backward pass and silently cut the gradient graph.
 
 use std::collections::HashMap;
 
@@ -17,6 +19,7 @@ use rand::rngs::StdRng;
 use crate::error::{Result, TrainError};
 use crate::model::config::ModelConfig;
 use crate::model::init::normal_tensor;
+use crate::model::ops;
 
 /// Keys and values of the positions a model has seen, one entry per block, each of shape
 /// (batch, kv heads, positions, head dim).
@@ -61,6 +64,8 @@ pub struct Llama {
     output: Option<Var>,
     cos: Tensor,
     sin: Tensor,
+    /// Whether the fused operations run (CPU and `f32` only).
+    fused: bool,
 }
 
 impl Llama {
@@ -165,9 +170,21 @@ impl Llama {
             blocks,
             output_norm,
             output,
+            fused: ops::fused(&cos),
             cos,
             sin,
         })
+    }
+
+    /// Turns the fused operations on (the default where they apply: CPU and `f32`) or off, so
+    /// that every operation takes candle's composed form.
+    pub fn set_fused_ops(&mut self, enabled: bool) {
+        self.fused = enabled && ops::fused(&self.cos);
+    }
+
+    /// Returns whether the fused operations run.
+    pub fn fused_ops(&self) -> bool {
+        self.fused
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -281,8 +298,9 @@ impl Llama {
             .as_tensor()
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((batch, time, hidden))?;
-        // A single new token attends to every earlier position, so it needs no mask.
-        let mask = if time > 1 {
+        // A single new token attends to every earlier position, so it needs no mask. The fused
+        // softmax applies the mask itself.
+        let mask = if time > 1 && !self.fused {
             Some(causal_mask(time, offset, self.dtype, &self.device)?)
         } else {
             None
@@ -295,7 +313,7 @@ impl Llama {
             cache.len += time;
         }
 
-        let x = rms_norm_slow(&x, self.output_norm.as_tensor(), self.eps())?;
+        let x = self.rms_norm(&x, &self.output_norm)?;
         let output = self.output.as_ref().unwrap_or(&self.token_embd);
         let logits = linear(&x.reshape((batch * time, hidden))?, output.as_tensor())?;
         Ok(logits.reshape((batch, time, self.config.vocab_size))?)
@@ -308,14 +326,29 @@ impl Llama {
         let targets = sequences.narrow(1, 1, length - 1)?;
         let logits = self.forward(&inputs)?;
         let vocab = self.config.vocab_size;
-        Ok(candle_nn::loss::cross_entropy(
-            &logits.reshape(((), vocab))?,
-            &targets.flatten_all()?,
-        )?)
+        let (logits, targets) = (logits.reshape(((), vocab))?, targets.flatten_all()?);
+        if self.fused && targets.dtype() == DType::U32 {
+            return Ok(ops::cross_entropy(&logits, &targets)?);
+        }
+        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }
 
     fn eps(&self) -> f32 {
         self.config.rms_norm_eps as f32
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Var) -> Result<Tensor> {
+        if self.fused {
+            return Ok(ops::rms_norm(x, weight.as_tensor(), self.eps())?);
+        }
+        Ok(rms_norm_slow(x, weight.as_tensor(), self.eps())?)
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            return Ok(ops::rope_interleaved(x, cos, sin)?);
+        }
+        Ok(rope_i_slow(x, cos, sin)?)
     }
 
     /// Runs one block over `x`, whose first position is `offset`. With a cache `slot`, the
@@ -333,7 +366,7 @@ impl Llama {
         let kv_heads = self.config.num_kv_heads;
         let head_dim = self.config.head_dim();
 
-        let h = rms_norm_slow(x, block.attn_norm.as_tensor(), self.eps())?;
+        let h = self.rms_norm(x, &block.attn_norm)?;
         let h = h.reshape((batch * time, hidden))?;
         let split_heads = |t: Tensor, n: usize| -> Result<Tensor> {
             Ok(t.reshape((batch, time, n, head_dim))?
@@ -345,8 +378,8 @@ impl Llama {
         let v = split_heads(linear(&h, block.attn_v.as_tensor())?, kv_heads)?;
         let cos = self.cos.narrow(0, offset, time)?;
         let sin = self.sin.narrow(0, offset, time)?;
-        let q = rope_i_slow(&q, &cos, &sin)?;
-        let k = rope_i_slow(&k, &cos, &sin)?;
+        let q = self.rope(&q, &cos, &sin)?;
+        let k = self.rope(&k, &cos, &sin)?;
         let (k, v) = match slot {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -365,12 +398,16 @@ impl Llama {
         let v = repeat_kv(v, heads / kv_heads)?;
 
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
+        let weights = if self.fused {
+            ops::causal_softmax(&q.matmul(&k.t()?)?, scale as f32, offset)?
+        } else {
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let scores = match mask {
+                Some(mask) => scores.broadcast_add(mask)?,
+                None => scores,
+            };
+            softmax(&scores, D::Minus1)?
         };
-        let weights = softmax(&scores, D::Minus1)?;
         let attended = weights
             .matmul(&v)?
             .transpose(1, 2)?
@@ -378,11 +415,16 @@ impl Llama {
         let attended = linear(&attended, block.attn_output.as_tensor())?;
         let x = (x + attended.reshape((batch, time, hidden))?)?;
 
-        let h = rms_norm_slow(&x, block.ffn_norm.as_tensor(), self.eps())?;
+        let h = self.rms_norm(&x, &block.ffn_norm)?;
         let h = h.reshape((batch * time, hidden))?;
-        let gate = linear(&h, block.ffn_gate.as_tensor())?.silu()?;
+        let gate = linear(&h, block.ffn_gate.as_tensor())?;
         let up = linear(&h, block.ffn_up.as_tensor())?;
-        let down = linear(&(gate * up)?, block.ffn_down.as_tensor())?;
+        let activated = if self.fused {
+            ops::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        let down = linear(&activated, block.ffn_down.as_tensor())?;
         Ok((x + down.reshape((batch, time, hidden))?)?)
     }
 }

@@ -1,0 +1,123 @@
+//! Mean next-token cross-entropy straight from the logits, without materializing the
+//! log-probabilities.
+
+use candle_core::backend::BackendStorage;
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use kenning_local::exp::exp;
+use rayon::prelude::*;
+
+use super::{ROWS_PER_TASK, lanes, row_len, values};
+
+/// Returns the mean over rows of `-log softmax(logits)[target]`, for `logits` of shape
+/// (rows, vocab) and `u32` `targets` of shape (rows).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, CrossEntropy::default())
+}
+
+/// Returns the targets as a slice, checked against the number of rows and the vocabulary.
+fn targets<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    rows: usize,
+    vocab: usize,
+    op: &'static str,
+) -> candle_core::Result<&'a [u32]> {
+    let CpuStorage::U32(ids) = storage else {
+        candle_core::bail!("{op} takes u32 targets, got {:?}", storage.dtype())
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes contiguous targets")
+    };
+    let ids = &ids[start..end];
+    if ids.len() != rows {
+        candle_core::bail!("{op} has {rows} rows of logits but {} targets", ids.len())
+    }
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        candle_core::bail!("{op} target {bad} is outside the vocabulary of {vocab}")
+    }
+    Ok(ids)
+}
+
+/// Writes `exp(row - max(row))` into `out` and returns `log(sum(exp(row)))` and the sum of
+/// `out`.
+fn exp_row(row: &[f32], out: &mut [f32]) -> (f32, f32) {
+    let largest = lanes::max(row);
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = exp(v - largest);
+    }
+    let total = lanes::sum(out);
+    (largest + total.ln(), total)
+}
+
+/// The loss. Its forward pass also computes the gradient of the mean loss with respect to the
+/// logits, `(softmax(row) - onehot(target)) / rows`, while the exponentials are at hand, and
+/// keeps it for the backward pass.
+#[derive(Default)]
+struct CrossEntropy {
+    grad: Mutex<Option<Vec<f32>>>,
+}
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let logits = values(s1, l1, self.name())?;
+        let vocab = row_len(l1, self.name())?;
+        let rows = logits.len() / vocab;
+        let ids = targets(s2, l2, rows, vocab, self.name())?;
+        let inverse_rows = 1.0 / rows.max(1) as f32;
+        let mut grad = vec![0f32; logits.len()];
+        // Losses of fixed row ranges, added in order: the same result on every run.
+        let partials: Vec<f64> = grad
+            .par_chunks_mut(vocab * ROWS_PER_TASK)
+            .zip(logits.par_chunks(vocab * ROWS_PER_TASK))
+            .zip(ids.par_chunks(ROWS_PER_TASK))
+            .map(|((grad, logits), ids)| {
+                let rows = grad.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab));
+                let mut loss = 0f64;
+                for ((grad, row), &id) in rows.zip(ids) {
+                    let id = id as usize;
+                    let (log_total, total) = exp_row(row, grad);
+                    loss += f64::from(log_total - row[id]);
+                    let scale = inverse_rows / total;
+                    grad.iter_mut().for_each(|g| *g *= scale);
+                    grad[id] -= inverse_rows;
+                }
+                loss
+            })
+            .collect();
+        let mean = partials.iter().sum::<f64>() / rows.max(1) as f64;
+        *self.grad.lock().unwrap_or_else(|e| e.into_inner()) = Some(grad);
+        Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        _targets: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some(logits_grad) = self.grad.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            candle_core::bail!("cross-entropy backward ran twice for one forward pass")
+        };
+        let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let logits_grad = Tensor::from_vec(logits_grad, logits.shape(), logits.device())?;
+        if scale == 1.0 {
+            return Ok((Some(logits_grad), None));
+        }
+        Ok((Some((logits_grad * f64::from(scale))?), None))
+    }
+}

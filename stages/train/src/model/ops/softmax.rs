@@ -1,0 +1,135 @@
+//! The attention softmax with its scale and causal mask in one pass.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use kenning_local::exp::exp;
+use rayon::prelude::*;
+
+use super::{ROWS_PER_TASK, lanes, row_len, values};
+
+/// Returns `softmax(scale * scores)` over the last dimension, where query `t` of the `time`
+/// new positions (the second-to-last dimension) sees keys `0..=offset + t` only; later keys
+/// get zero weight. `scores` has shape (..., time, offset + time), and `scale` is positive.
+pub fn causal_softmax(scores: &Tensor, scale: f32, offset: usize) -> candle_core::Result<Tensor> {
+    if !(scale > 0.0) {
+        candle_core::bail!("causal-softmax needs a positive scale, got {scale}")
+    }
+    scores
+        .contiguous()?
+        .apply_op1(CausalSoftmax { scale, offset })
+}
+
+struct CausalSoftmax {
+    scale: f32,
+    offset: usize,
+}
+
+impl CausalSoftmax {
+    /// Returns the query index of row `row` and checks the shape.
+    fn shape(&self, layout: &Layout) -> candle_core::Result<(usize, usize)> {
+        let width = row_len(layout, self.name())?;
+        let dims = layout.dims();
+        let time = if dims.len() >= 2 {
+            dims[dims.len() - 2]
+        } else {
+            1
+        };
+        if width != self.offset + time {
+            candle_core::bail!(
+                "causal-softmax rows of {width} keys do not match {} queries after {} positions",
+                time,
+                self.offset
+            )
+        }
+        Ok((time, width))
+    }
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let scores = values(storage, layout, self.name())?;
+        let (time, width) = self.shape(layout)?;
+        let mut out = vec![0f32; scores.len()];
+        out.par_chunks_mut(width * ROWS_PER_TASK)
+            .zip(scores.par_chunks(width * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(task, (out, scores))| {
+                let rows = out.chunks_exact_mut(width).zip(scores.chunks_exact(width));
+                for (i, (out, scores)) in rows.enumerate() {
+                    let query = (task * ROWS_PER_TASK + i) % time;
+                    let seen = self.offset + query + 1;
+                    let largest = lanes::max(&scores[..seen]);
+                    for (o, &s) in out[..seen].iter_mut().zip(&scores[..seen]) {
+                        *o = exp(self.scale * (s - largest));
+                    }
+                    let inverse = 1.0 / lanes::sum(&out[..seen]);
+                    out[..seen].iter_mut().for_each(|o| *o *= inverse);
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let back = SoftmaxGrad {
+            scale: self.scale,
+            offset: self.offset,
+        };
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &back)?))
+    }
+}
+
+/// Gradient of the scores: `scale * y * (g - sum(g * y))` per row, with `y` the softmax.
+struct SoftmaxGrad {
+    scale: f32,
+    offset: usize,
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "causal-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = values(s1, l1, self.name())?;
+        let grad = values(s2, l2, self.name())?;
+        let (time, width) = CausalSoftmax {
+            scale: self.scale,
+            offset: self.offset,
+        }
+        .shape(l1)?;
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(width * ROWS_PER_TASK)
+            .zip(y.par_chunks(width * ROWS_PER_TASK))
+            .zip(grad.par_chunks(width * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(task, ((out, y), grad))| {
+                let rows = out.chunks_exact_mut(width).zip(y.chunks_exact(width));
+                for (i, ((out, y), g)) in rows.zip(grad.chunks_exact(width)).enumerate() {
+                    let seen = self.offset + (task * ROWS_PER_TASK + i) % time + 1;
+                    let dot = lanes::dot(&y[..seen], &g[..seen]);
+                    for ((o, &y), &g) in out[..seen].iter_mut().zip(&y[..seen]).zip(&g[..seen]) {
+                        *o = self.scale * y * (g - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
