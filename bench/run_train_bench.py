@@ -1,12 +1,13 @@
 """Benchmark training throughput of kenning-train (candle) against PyTorch on CPU and record it
 in BENCHMARKS.md.
 
-Builds `stages/train/examples/bench_train.rs` in release mode and runs it, then runs
+Builds `stages/train/examples/bench_train.rs` in release mode and runs it, and runs
 `bench/train_torch.py` with the same model, batch and context in a separate virtual
 environment, `.venv-bench-train`. That environment gets `torch` from PyPI on first use. PyPI's
-default wheel is the CUDA build, about 5 GB with its NVIDIA packages, and it runs on CPU. Both sides use
-every core. Each side runs `--runs` times and the median is reported. With `--skip-torch` only
-the candle side runs and the PyTorch column says so. The section between the markers of the
+default wheel is the CUDA build, about 5 GB with its NVIDIA packages, and it runs on CPU. Both
+sides use every core. Each side runs `--runs` times, the two sides taking turns, and the
+medians are reported. With `--skip-torch` only the candle side runs and the PyTorch column says
+so. The section between the markers of the
 train section of the page is replaced, and the rest of the page is left as it is.
 """
 
@@ -111,14 +112,19 @@ def main() -> int:
     binary = target_dir() / "release/examples/bench_train"
     threads = str(os.cpu_count() or 1)
     env = dict(os.environ, RAYON_NUM_THREADS=os.environ.get("RAYON_NUM_THREADS", threads))
-    candle = median([run_json([str(binary), str(args.steps), str(args.warmup)], env) for _ in range(args.runs)])
+    python = None if args.skip_torch else ensure_torch()
+    # The two sides take turns, run by run, so that a change in the machine's speed during the
+    # benchmark (shared hosts drift by a third within minutes) reaches both alike.
+    candle_runs, torch_runs = [], []
+    for _ in range(args.runs):
+        candle_runs.append(run_json([str(binary), str(args.steps), str(args.warmup)], env))
+        if python is not None:
+            script = [str(python), str(ROOT / "bench/train_torch.py"), str(args.steps), str(args.warmup)]
+            torch_runs.append(run_json(script))
+    candle = median(candle_runs)
     print(f"candle: {candle['tokens_per_second']:,.0f} tokens/s")
-
-    torch = None
-    if not args.skip_torch:
-        python = ensure_torch()
-        script = [str(python), str(ROOT / "bench/train_torch.py"), str(args.steps), str(args.warmup)]
-        torch = median([run_json(script) for _ in range(args.runs)])
+    torch = median(torch_runs) if torch_runs else None
+    if torch is not None:
         print(f"PyTorch: {torch['tokens_per_second']:,.0f} tokens/s")
 
     update_page(args.page, render(args, candle, torch))

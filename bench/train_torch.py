@@ -56,6 +56,11 @@ class Model(torch.nn.Module):
         angles = torch.arange(CONTEXT)[:, None] * freq[None, :]
         self.register_buffer("cos", angles.cos())
         self.register_buffer("sin", angles.sin())
+        # The same initialisation as kenning-train: N(0, 0.02) for matrices, so that the losses
+        # of the two sides are comparable.
+        for parameter in self.parameters():
+            if parameter.dim() >= 2:
+                torch.nn.init.normal_(parameter, std=0.02)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids)

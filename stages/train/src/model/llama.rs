@@ -315,8 +315,7 @@ impl Llama {
 
         let x = self.rms_norm(&x, &self.output_norm)?;
         let output = self.output.as_ref().unwrap_or(&self.token_embd);
-        let logits = linear(&x.reshape((batch * time, hidden))?, output.as_tensor())?;
-        Ok(logits.reshape((batch, time, self.config.vocab_size))?)
+        self.linear(&x, output)
     }
 
     /// Returns the mean next-token cross-entropy of sequences of shape (batch, time + 1).
@@ -344,6 +343,38 @@ impl Llama {
         Ok(rms_norm_slow(x, weight.as_tensor(), self.eps())?)
     }
 
+    /// Multiplies `x` of shape (..., in) by the transpose of `weight`, stored (out, in).
+    fn linear(&self, x: &Tensor, weight: &Var) -> Result<Tensor> {
+        if self.fused {
+            return Ok(ops::linear(x, weight.as_tensor())?);
+        }
+        let (inputs, mut dims) = (x.dim(D::Minus1)?, x.dims().to_vec());
+        let rows = x.reshape(((), inputs))?;
+        let out = rows.matmul(&weight.as_tensor().t()?)?;
+        *dims.last_mut().expect("x has a last dimension") = out.dim(1)?;
+        Ok(out.reshape(dims)?)
+    }
+
+    /// Returns `x` of shape (batch, time, heads × dim) as (batch, heads, time, dim).
+    fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
+        if self.fused {
+            return Ok(ops::split_heads(x, heads)?);
+        }
+        let (batch, time, width) = x.dims3()?;
+        Ok(x.reshape((batch, time, heads, width / heads))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// Returns `x` of shape (batch, heads, time, dim) as (batch, time, heads × dim).
+    fn merge_heads(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            return Ok(ops::merge_heads(x)?);
+        }
+        let (batch, heads, time, dim) = x.dims4()?;
+        Ok(x.transpose(1, 2)?.reshape((batch, time, heads * dim))?)
+    }
+
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         if self.fused {
             return Ok(ops::rope_interleaved(x, cos, sin)?);
@@ -361,21 +392,15 @@ impl Llama {
         offset: usize,
         slot: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
-        let (batch, time, hidden) = x.dims3()?;
+        let time = x.dim(1)?;
         let heads = self.config.num_heads;
         let kv_heads = self.config.num_kv_heads;
         let head_dim = self.config.head_dim();
 
         let h = self.rms_norm(x, &block.attn_norm)?;
-        let h = h.reshape((batch * time, hidden))?;
-        let split_heads = |t: Tensor, n: usize| -> Result<Tensor> {
-            Ok(t.reshape((batch, time, n, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = split_heads(linear(&h, block.attn_q.as_tensor())?, heads)?;
-        let k = split_heads(linear(&h, block.attn_k.as_tensor())?, kv_heads)?;
-        let v = split_heads(linear(&h, block.attn_v.as_tensor())?, kv_heads)?;
+        let q = self.split_heads(&self.linear(&h, &block.attn_q)?, heads)?;
+        let k = self.split_heads(&self.linear(&h, &block.attn_k)?, kv_heads)?;
+        let v = self.split_heads(&self.linear(&h, &block.attn_v)?, kv_heads)?;
         let cos = self.cos.narrow(0, offset, time)?;
         let sin = self.sin.narrow(0, offset, time)?;
         let q = self.rope(&q, &cos, &sin)?;
@@ -408,24 +433,19 @@ impl Llama {
             };
             softmax(&scores, D::Minus1)?
         };
-        let attended = weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((batch * time, hidden))?;
-        let attended = linear(&attended, block.attn_output.as_tensor())?;
-        let x = (x + attended.reshape((batch, time, hidden))?)?;
+        let attended = self.merge_heads(&weights.matmul(&v)?)?;
+        let x = (x + self.linear(&attended, &block.attn_output)?)?;
 
         let h = self.rms_norm(&x, &block.ffn_norm)?;
-        let h = h.reshape((batch * time, hidden))?;
-        let gate = linear(&h, block.ffn_gate.as_tensor())?;
-        let up = linear(&h, block.ffn_up.as_tensor())?;
+        let gate = self.linear(&h, &block.ffn_gate)?;
+        let up = self.linear(&h, &block.ffn_up)?;
         let activated = if self.fused {
             ops::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };
-        let down = linear(&activated, block.ffn_down.as_tensor())?;
-        Ok((x + down.reshape((batch, time, hidden))?)?)
+        let down = self.linear(&activated, &block.ffn_down)?;
+        Ok((x + down)?)
     }
 }
 
@@ -456,11 +476,6 @@ pub fn weight_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         shapes.push(("output.weight".to_string(), vec![config.vocab_size, h]));
     }
     shapes
-}
-
-/// Multiplies rows of `x` by the transpose of `weight`, which is stored (out, in).
-fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    Ok(x.matmul(&weight.t()?)?)
 }
 
 /// Repeats each key/value head `times` times along the head axis for grouped-query attention.

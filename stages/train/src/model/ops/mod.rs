@@ -7,13 +7,17 @@
 //! values and gradients.
 
 mod cross_entropy;
+mod heads;
 mod lanes;
+mod linear;
 mod rms_norm;
 mod rotary;
 mod softmax;
 mod swiglu;
 
 pub use cross_entropy::cross_entropy;
+pub use heads::{merge_heads, split_heads};
+pub use linear::linear;
 pub use rms_norm::rms_norm;
 pub use rotary::rope_interleaved;
 pub use softmax::causal_softmax;
@@ -200,6 +204,42 @@ mod tests {
             &inputs,
             |t| cross_entropy(&t[0], &targets).unwrap(),
             |t| candle_nn::loss::cross_entropy(&t[0], &targets).unwrap(),
+        );
+    }
+
+    #[test]
+    fn linear_matches_composed_form() {
+        let inputs = [random(&[2, 5, 12], 10), random(&[7, 12], 11)];
+        check(
+            "linear",
+            &inputs,
+            |t| linear(&t[0], &t[1]).unwrap(),
+            |t| t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap(),
+        );
+    }
+
+    #[test]
+    fn head_moves_match_composed_forms() {
+        let inputs = [random(&[2, 5, 12], 12)];
+        check(
+            "split_heads",
+            &inputs,
+            |t| split_heads(&t[0], 3).unwrap(),
+            |t| {
+                t[0].reshape((2, 5, 3, 4))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            },
+        );
+        let inputs = [random(&[2, 3, 5, 4], 13)];
+        check(
+            "merge_heads",
+            &inputs,
+            |t| merge_heads(&t[0]).unwrap(),
+            |t| t[0].transpose(1, 2).unwrap().reshape((2, 5, 12)).unwrap(),
         );
     }
 
