@@ -61,13 +61,22 @@ bench-augment *args: setup
 bench-local *args: setup
     "{{python}}" bench/run_local_bench.py {{args}}
 
-# Build llama-cpp-python into .venv-llama for the local-model benchmark (compiles llama.cpp from source, about 15 minutes on 2 cores, once).
+# Build llama-cpp-python into .venv-llama for the local-model benchmark (compiles llama.cpp from source, about 7 to 15 minutes on 2 cores, once).
 bench-local-llama:
     #!/usr/bin/env bash
     set -euo pipefail
     if [ ! -x .venv-llama/bin/python ]; then python3 -m venv .venv-llama; fi
     if ! .venv-llama/bin/python -c "import llama_cpp" 2>/dev/null; then
-        CMAKE_ARGS="-DGGML_NATIVE=ON" .venv-llama/bin/python -m pip install --quiet --disable-pip-version-check llama-cpp-python
+        # Every vector extension the CPU lists, except AMX: virtual machines may list AMX without
+        # enabling it, and then llama.cpp's AMX kernels stop on an illegal instruction.
+        flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+        for feature in avx avx2 fma f16c avx512f avx512_vbmi avx512_vnni avx512_bf16 avx_vnni; do
+            if grep -qw "$feature" /proc/cpuinfo 2>/dev/null; then
+                option=$(echo "$feature" | tr a-z A-Z | sed -e 's/^AVX512F$/AVX512/' -e 's/^AVX512_VBMI$/AVX512_VBMI/')
+                flags="$flags -DGGML_$option=ON"
+            fi
+        done
+        CMAKE_ARGS="$flags" .venv-llama/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir llama-cpp-python
     fi
 
 # Benchmark training tokens/s of kenning-train against PyTorch on CPU and update BENCHMARKS.md; installs torch (about 5 GB) into .venv-bench-train on first use; arguments go to bench/run_train_bench.py.

@@ -8,7 +8,7 @@ use crate::config::TrainConfig;
 use crate::data::PackedCorpus;
 use crate::error::{Result, TrainError};
 use crate::model::Llama;
-use crate::optim::{AdamW, clip_grad_norm};
+use crate::optim::{AdamW, clip_scale, grad_norm};
 
 /// What one optimizer step did.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,14 +149,12 @@ impl Trainer {
             let loss = self.model.loss(batch)?;
             loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             let store = loss.backward()?;
-            for (name, var) in &vars {
-                if let Some(grad) = store.get(var.as_tensor()) {
-                    let summed = match grads.remove(name) {
-                        Some(previous) => (previous + grad)?,
-                        None => grad.clone(),
-                    };
-                    grads.insert(name.clone(), summed);
-                }
+            for (name, grad) in self.model.gradients(&store) {
+                let summed = match grads.remove(&name) {
+                    Some(previous) => (previous + grad)?,
+                    None => grad,
+                };
+                grads.insert(name, summed);
             }
         }
 
@@ -165,9 +163,10 @@ impl Trainer {
                 *grad = (&*grad / accum as f64)?;
             }
         }
-        let grad_norm = clip_grad_norm(&mut grads, self.config.optim.grad_clip)?;
+        let grad_norm = grad_norm(&grads)?;
+        let grad_scale = clip_scale(grad_norm, self.config.optim.grad_clip);
         let lr = self.lr(self.step);
-        self.optimizer.step(&vars, &grads, lr)?;
+        self.optimizer.step_scaled(&vars, &grads, lr, grad_scale)?;
 
         let step = self.step;
         self.step += 1;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::ops::{rms_norm_slow, softmax};
 use candle_nn::rotary_emb::rope_i_slow;
@@ -66,6 +67,9 @@ pub struct Llama {
     sin: Tensor,
     /// Whether the fused operations run (CPU and `f32` only).
     fused: bool,
+    /// Weight gradients of the blocks that ran as one fused operation, until
+    /// [`Llama::gradients`] collects them.
+    grad_sink: ops::GradSink,
 }
 
 impl Llama {
@@ -171,6 +175,7 @@ impl Llama {
             output_norm,
             output,
             fused: ops::fused(&cos),
+            grad_sink: ops::GradSink::default(),
             cos,
             sin,
         })
@@ -306,6 +311,10 @@ impl Llama {
             None
         };
         for (index, block) in self.blocks.iter().enumerate() {
+            if self.fused && cache.is_none() {
+                x = self.fused_block(index, block, &x)?;
+                continue;
+            }
             let slot = cache.as_mut().map(|c| &mut c.blocks[index]);
             x = self.block_forward(block, &x, mask.as_ref(), offset, slot)?;
         }
@@ -316,6 +325,26 @@ impl Llama {
         let x = self.rms_norm(&x, &self.output_norm)?;
         let output = self.output.as_ref().unwrap_or(&self.token_embd);
         self.linear(&x, output)
+    }
+
+    /// Returns the gradient of every weight that has one, by GGUF name, from the store of a
+    /// backward pass and from the blocks that ran as one fused operation. Call it once after
+    /// each backward pass.
+    pub fn gradients(&self, store: &GradStore) -> HashMap<String, Tensor> {
+        let mut grads: HashMap<String, Tensor> = self
+            .named_vars()
+            .into_iter()
+            .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name, g.clone())))
+            .collect();
+        let fused = std::mem::take(&mut *self.grad_sink.lock().unwrap_or_else(|e| e.into_inner()));
+        for (name, grad) in fused {
+            let summed = match grads.remove(&name) {
+                Some(previous) => (previous + grad).expect("gradients of one weight share a shape"),
+                None => grad,
+            };
+            grads.insert(name, summed);
+        }
+        grads
     }
 
     /// Returns the mean next-token cross-entropy of sequences of shape (batch, time + 1).
@@ -380,6 +409,38 @@ impl Llama {
             return Ok(ops::rope_interleaved(x, cos, sin)?);
         }
         Ok(rope_i_slow(x, cos, sin)?)
+    }
+
+    /// Runs block `index` over `x` as one fused operation, from position zero and without a
+    /// cache.
+    fn fused_block(&self, index: usize, block: &Block, x: &Tensor) -> Result<Tensor> {
+        let parts = [
+            ("attn_norm", &block.attn_norm),
+            ("attn_q", &block.attn_q),
+            ("attn_k", &block.attn_k),
+            ("attn_v", &block.attn_v),
+            ("attn_output", &block.attn_output),
+            ("ffn_norm", &block.ffn_norm),
+            ("ffn_gate", &block.ffn_gate),
+            ("ffn_up", &block.ffn_up),
+            ("ffn_down", &block.ffn_down),
+        ];
+        let weights = ops::BlockWeights {
+            tensors: parts.map(|(_, var)| var.as_tensor()),
+            names: parts.map(|(part, _)| format!("blk.{index}.{part}.weight")),
+        };
+        let shape = ops::BlockShape {
+            hidden: self.config.hidden_size,
+            heads: self.config.num_heads,
+            kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim(),
+            ffn: self.config.intermediate_size,
+            eps: self.eps(),
+        };
+        let sink = self.grad_sink.clone();
+        Ok(ops::decoder_block(
+            x, weights, shape, &self.cos, &self.sin, sink,
+        )?)
     }
 
     /// Runs one block over `x`, whose first position is `offset`. With a cache `slot`, the

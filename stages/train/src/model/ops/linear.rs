@@ -16,25 +16,69 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
 /// A row-major or transposed view of a matrix: element (row, col) is at
 /// `row * row_stride + col * col_stride`.
 #[derive(Clone, Copy)]
-struct View<'a> {
-    values: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct View<'a> {
+    pub values: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
 }
 
-/// Returns the `m` x `n` row-major product of `lhs` (m x k) and `rhs` (k x n).
-fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
+impl<'a> View<'a> {
+    /// Returns a row-major view with rows `row_stride` apart.
+    pub fn rows(values: &'a [f32], row_stride: usize) -> Self {
+        Self {
+            values,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// Returns the transpose of the row-major matrix with rows `row_stride` apart.
+    pub fn transposed(values: &'a [f32], row_stride: usize) -> Self {
+        Self {
+            values,
+            row_stride: 1,
+            col_stride: row_stride,
+        }
+    }
+}
+
+/// Writes the m x n product of `lhs` (m x k) and `rhs` (k x n) into `out`, row-major with rows
+/// `out_stride` apart, or adds it to what `out` holds when `accumulate`. `parallel` spreads
+/// the product over rayon's threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn multiply(
+    out: &mut [f32],
+    out_stride: usize,
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: View,
+    rhs: View,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
-        return vec![0f32; m * n];
+        if !accumulate {
+            for row in 0..m {
+                out[row * out_stride..row * out_stride + n].fill(0.0);
+            }
+        }
+        return;
     }
     assert!(
         (m - 1) * lhs.row_stride + (k - 1) * lhs.col_stride < lhs.values.len()
-            && (k - 1) * rhs.row_stride + (n - 1) * rhs.col_stride < rhs.values.len(),
+            && (k - 1) * rhs.row_stride + (n - 1) * rhs.col_stride < rhs.values.len()
+            && (m - 1) * out_stride + n <= out.len(),
         "matrix views in bounds"
     );
-    let mut out = vec![0f32; m * n];
-    // SAFETY: the assert above keeps every read inside `lhs` and `rhs`, and `out` holds the
-    // m x n product with row stride n.
+    let parallelism = if parallel {
+        Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the assert above keeps every read inside `lhs` and `rhs` and every write inside
+    // `out`.
     unsafe {
         gemm::gemm(
             m,
@@ -42,22 +86,28 @@ fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            out_stride as isize,
+            accumulate,
             lhs.values.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,
             rhs.values.as_ptr(),
             rhs.col_stride as isize,
             rhs.row_stride as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
             false,
-            Parallelism::Rayon(rayon::current_num_threads()),
+            parallelism,
         );
     }
+}
+
+/// Returns the `m` x `n` row-major product of `lhs` (m x k) and `rhs` (k x n).
+fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    multiply(&mut out, n, false, (m, n, k), lhs, rhs, true);
     out
 }
 

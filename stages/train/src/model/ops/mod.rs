@@ -6,6 +6,7 @@
 //! devices and dtypes take the composed forms, and the tests check that both give the same
 //! values and gradients.
 
+mod block;
 mod cross_entropy;
 mod heads;
 mod lanes;
@@ -15,6 +16,7 @@ mod rotary;
 mod softmax;
 mod swiglu;
 
+pub use block::{BlockShape, BlockWeights, GradSink, decoder_block};
 pub use cross_entropy::cross_entropy;
 pub use heads::{merge_heads, split_heads};
 pub use linear::linear;

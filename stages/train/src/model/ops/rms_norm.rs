@@ -13,9 +13,42 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Result<Te
 }
 
 /// Returns 1 / sqrt(mean(x²) + eps) of one row.
-fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+pub(super) fn inverse_rms(row: &[f32], eps: f32) -> f32 {
     let squares = lanes::dot(row, row);
     1.0 / (squares / row.len() as f32 + eps).sqrt()
+}
+
+/// Writes the normalized row `x * r * weight` into `out`, with `r` the row's inverse RMS.
+pub(super) fn normalize_row(x: &[f32], weight: &[f32], r: f32, out: &mut [f32]) {
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * r * w;
+    }
+}
+
+/// Writes the gradient of one row's input into `out`: `r * (w * g - x * r² * sum(w * g * x) / n)`.
+/// `scratch` has the row's length.
+pub(super) fn input_grad_row(
+    x: &[f32],
+    weight: &[f32],
+    g: &[f32],
+    r: f32,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    for ((s, &g), &w) in scratch.iter_mut().zip(g).zip(weight) {
+        *s = g * w;
+    }
+    let pull = r * r * lanes::dot(x, scratch) / x.len() as f32;
+    for ((o, &v), &s) in out.iter_mut().zip(x).zip(scratch.iter()) {
+        *o = r * (s - v * pull);
+    }
+}
+
+/// Adds one row's share of the weight gradient, `g * x * r`, to `sum`.
+pub(super) fn add_weight_grad_row(x: &[f32], g: &[f32], r: f32, sum: &mut [f32]) {
+    for ((s, &v), &g) in sum.iter_mut().zip(x).zip(g) {
+        *s += g * v * r;
+    }
 }
 
 struct RmsNorm {
@@ -48,10 +81,7 @@ impl CustomOp2 for RmsNorm {
             .zip(x.par_chunks(n * ROWS_PER_TASK))
             .for_each(|(out, x)| {
                 for (out, x) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    let r = inverse_rms(x, self.eps);
-                    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-                        *o = v * r * w;
-                    }
+                    normalize_row(x, weight, inverse_rms(x, self.eps), out);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -104,13 +134,7 @@ impl CustomOp3 for InputGrad {
                 let rows = out.chunks_exact_mut(n).zip(x.chunks_exact(n));
                 for ((out, x), g) in rows.zip(grad.chunks_exact(n)) {
                     let r = inverse_rms(x, self.eps);
-                    for ((s, &g), &w) in scratch.iter_mut().zip(g).zip(weight) {
-                        *s = g * w;
-                    }
-                    let pull = r * r * lanes::dot(x, &scratch) / n as f32;
-                    for (((o, &v), &g), &w) in out.iter_mut().zip(x).zip(g).zip(weight) {
-                        *o = r * (w * g - v * pull);
-                    }
+                    input_grad_row(x, weight, g, r, out, &mut scratch);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -144,10 +168,7 @@ impl CustomOp2 for WeightGrad {
             .map(|(x, grad)| {
                 let mut partial = vec![0f32; n];
                 for (x, g) in x.chunks_exact(n).zip(grad.chunks_exact(n)) {
-                    let r = inverse_rms(x, self.eps);
-                    for ((p, &v), &g) in partial.iter_mut().zip(x).zip(g) {
-                        *p += g * v * r;
-                    }
+                    add_weight_grad_row(x, g, inverse_rms(x, self.eps), &mut partial);
                 }
                 partial
             })

@@ -15,6 +15,20 @@ pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::
     )
 }
 
+/// Turns the adjacent pairs of each head in `row` by the angles whose cosines and sines are
+/// given, or back by them when `inverse`. `row` holds whole heads of `2 * cos.len()` values.
+pub(super) fn rotate(row: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
+    let sign = if inverse { -1.0 } else { 1.0 };
+    for head in row.chunks_exact_mut(2 * cos.len()) {
+        for (pair, (&c, &s)) in head.chunks_exact_mut(2).zip(cos.iter().zip(sin)) {
+            let s = sign * s;
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * c - b * s;
+            pair[1] = a * s + b * c;
+        }
+    }
+}
+
 /// A turn by the angles of the tables, or back by them when `inverse`: the backward pass of a
 /// rotation is the opposite rotation.
 struct Rotary {
@@ -45,24 +59,14 @@ impl CustomOp3 for Rotary {
                 dim / 2
             )
         }
-        let sign = if self.inverse { -1.0 } else { 1.0 };
-        let mut out = vec![0f32; x.len()];
+        let mut out = x.to_vec();
         // One task per (batch, head): `time` rows of `dim` values.
-        out.par_chunks_mut(time * dim)
-            .zip(x.par_chunks(time * dim))
-            .for_each(|(out, x)| {
-                let rows = out.chunks_exact_mut(dim).zip(x.chunks_exact(dim));
-                for (t, (out, x)) in rows.enumerate() {
-                    let cos = &cos[t * dim / 2..(t + 1) * dim / 2];
-                    let sin = &sin[t * dim / 2..(t + 1) * dim / 2];
-                    let pairs = out.chunks_exact_mut(2).zip(x.chunks_exact(2));
-                    for ((o, v), (&c, &s)) in pairs.zip(cos.iter().zip(sin)) {
-                        let s = sign * s;
-                        o[0] = v[0] * c - v[1] * s;
-                        o[1] = v[0] * s + v[1] * c;
-                    }
-                }
-            });
+        out.par_chunks_mut(time * dim).for_each(|out| {
+            for (t, row) in out.chunks_exact_mut(dim).enumerate() {
+                let pairs = t * dim / 2..(t + 1) * dim / 2;
+                rotate(row, &cos[pairs.clone()], &sin[pairs], self.inverse);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

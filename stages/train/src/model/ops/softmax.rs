@@ -18,6 +18,28 @@ pub fn causal_softmax(scores: &Tensor, scale: f32, offset: usize) -> candle_core
         .apply_op1(CausalSoftmax { scale, offset })
 }
 
+/// Replaces the first `seen` scores of `row` by `softmax(scale * scores)` and the rest by zero.
+pub(super) fn softmax_in_place(row: &mut [f32], scale: f32, seen: usize) {
+    let (visible, hidden) = row.split_at_mut(seen);
+    let largest = lanes::max(visible);
+    for v in visible.iter_mut() {
+        *v = exp(scale * (*v - largest));
+    }
+    let inverse = 1.0 / lanes::sum(visible);
+    visible.iter_mut().for_each(|v| *v *= inverse);
+    hidden.fill(0.0);
+}
+
+/// Replaces the output gradient `g` of a softmax row `y` by the gradient of its scores:
+/// `scale * y * (g - sum(g * y))` over the first `seen` values and zero past them.
+pub(super) fn softmax_grad_in_place(y: &[f32], g: &mut [f32], scale: f32, seen: usize) {
+    let dot = lanes::dot(&y[..seen], &g[..seen]);
+    for (g, &y) in g[..seen].iter_mut().zip(&y[..seen]) {
+        *g = scale * y * (*g - dot);
+    }
+    g[seen..].fill(0.0);
+}
+
 struct CausalSoftmax {
     scale: f32,
     offset: usize,
@@ -56,21 +78,13 @@ impl CustomOp1 for CausalSoftmax {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let scores = values(storage, layout, self.name())?;
         let (time, width) = self.shape(layout)?;
-        let mut out = vec![0f32; scores.len()];
+        let mut out = scores.to_vec();
         out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(scores.par_chunks(width * ROWS_PER_TASK))
             .enumerate()
-            .for_each(|(task, (out, scores))| {
-                let rows = out.chunks_exact_mut(width).zip(scores.chunks_exact(width));
-                for (i, (out, scores)) in rows.enumerate() {
+            .for_each(|(task, out)| {
+                for (i, row) in out.chunks_exact_mut(width).enumerate() {
                     let query = (task * ROWS_PER_TASK + i) % time;
-                    let seen = self.offset + query + 1;
-                    let largest = lanes::max(&scores[..seen]);
-                    for (o, &s) in out[..seen].iter_mut().zip(&scores[..seen]) {
-                        *o = exp(self.scale * (s - largest));
-                    }
-                    let inverse = 1.0 / lanes::sum(&out[..seen]);
-                    out[..seen].iter_mut().for_each(|o| *o *= inverse);
+                    softmax_in_place(row, self.scale, self.offset + query + 1);
                 }
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
@@ -115,19 +129,18 @@ impl CustomOp2 for SoftmaxGrad {
             offset: self.offset,
         }
         .shape(l1)?;
-        let mut out = vec![0f32; y.len()];
+        let mut out = grad.to_vec();
         out.par_chunks_mut(width * ROWS_PER_TASK)
             .zip(y.par_chunks(width * ROWS_PER_TASK))
-            .zip(grad.par_chunks(width * ROWS_PER_TASK))
             .enumerate()
-            .for_each(|(task, ((out, y), grad))| {
-                let rows = out.chunks_exact_mut(width).zip(y.chunks_exact(width));
-                for (i, ((out, y), g)) in rows.zip(grad.chunks_exact(width)).enumerate() {
+            .for_each(|(task, (out, y))| {
+                for (i, (g, y)) in out
+                    .chunks_exact_mut(width)
+                    .zip(y.chunks_exact(width))
+                    .enumerate()
+                {
                     let seen = self.offset + (task * ROWS_PER_TASK + i) % time + 1;
-                    let dot = lanes::dot(&y[..seen], &g[..seen]);
-                    for ((o, &y), &g) in out[..seen].iter_mut().zip(&y[..seen]).zip(&g[..seen]) {
-                        *o = self.scale * y * (g - dot);
-                    }
+                    softmax_grad_in_place(y, g, self.scale, seen);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))

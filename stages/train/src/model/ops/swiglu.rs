@@ -14,7 +14,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
 
-fn sigmoid(a: f32) -> f32 {
+pub(super) fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + exp(-a))
 }
 

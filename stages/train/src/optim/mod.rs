@@ -1,6 +1,8 @@
 //! AdamW with decoupled weight decay, global-norm gradient clipping and optimizer state that
 //! checkpoints save and load by weight name.
 
+mod fused;
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, Var};
@@ -108,6 +110,18 @@ impl AdamW {
         grads: &HashMap<String, Tensor>,
         lr: f64,
     ) -> Result<()> {
+        self.step_scaled(vars, grads, lr, 1.0)
+    }
+
+    /// Applies one update like [`AdamW::step`] with every gradient multiplied by `grad_scale`
+    /// first, such as the factor of [`clip_scale`].
+    pub fn step_scaled(
+        &mut self,
+        vars: &[(String, &Var)],
+        grads: &HashMap<String, Tensor>,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Result<()> {
         self.steps += 1;
         let c = &self.config;
         let correction1 = 1.0 - c.beta1.powi(self.steps as i32);
@@ -123,13 +137,38 @@ impl AdamW {
                     v: grad.zeros_like()?,
                 }),
             };
-            state.m = ((&state.m * c.beta1)? + (grad * (1.0 - c.beta1))?)?;
+            let theta = var.as_tensor();
+            let decays = c.weight_decay > 0.0 && theta.rank() >= 2;
+            let grad = grad.contiguous()?;
+
+            // One pass per tensor, in place, where every tensor is contiguous f32 on the CPU.
+            if fused::applies(&[theta, &grad, &state.m, &state.v]) {
+                for (moment, decay, square) in [(&state.m, c.beta1, false), (&state.v, c.beta2, true)] {
+                    let update = fused::MomentUpdate {
+                        decay: decay as f32,
+                        grad_scale: grad_scale as f32,
+                        square,
+                    };
+                    moment.inplace_op2(&grad, &update)?;
+                }
+                let update = fused::WeightUpdate {
+                    lr: lr as f32,
+                    shrink: if decays { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 },
+                    correction1: correction1 as f32,
+                    correction2: correction2 as f32,
+                    eps: c.eps as f32,
+                };
+                theta.inplace_op3(&state.m, &state.v, &update)?;
+                continue;
+            }
+
+            let grad = if grad_scale == 1.0 { grad } else { (grad * grad_scale)? };
+            state.m = ((&state.m * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
             state.v = ((&state.v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
             let m_hat = (&state.m / correction1)?;
             let v_hat = (&state.v / correction2)?;
             let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
-            let theta = var.as_tensor();
-            let decayed = if c.weight_decay > 0.0 && theta.rank() >= 2 {
+            let decayed = if decays {
                 (theta * (1.0 - lr * c.weight_decay))?
             } else {
                 theta.clone()
@@ -143,8 +182,10 @@ impl AdamW {
     pub fn state_tensors(&self) -> HashMap<String, Tensor> {
         let mut tensors = HashMap::new();
         for (name, state) in &self.moments {
-            tensors.insert(format!("m.{name}"), state.m.clone());
-            tensors.insert(format!("v.{name}"), state.v.clone());
+            // Copies: the moments change in place at the next step.
+            let copy = |t: &Tensor| t.copy().expect("copying a tensor on its device succeeds");
+            tensors.insert(format!("m.{name}"), copy(&state.m));
+            tensors.insert(format!("v.{name}"), copy(&state.v));
         }
         tensors
     }
@@ -165,8 +206,8 @@ impl AdamW {
             self.moments.insert(
                 name.to_string(),
                 Moments {
-                    m: m.clone(),
-                    v: v.clone(),
+                    m: m.copy()?,
+                    v: v.copy()?,
                 },
             );
         }
@@ -178,20 +219,35 @@ impl AdamW {
 /// Scales gradients so their global L2 norm is at most `max_norm` (when it is positive) and
 /// returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Result<f64> {
-    let mut total = 0.0;
-    for grad in grads.values() {
-        total += grad
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
-    }
-    let norm = total.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-12);
+    let norm = grad_norm(grads)?;
+    let scale = clip_scale(norm, max_norm);
+    if scale != 1.0 {
         for grad in grads.values_mut() {
             *grad = (&*grad * scale)?;
         }
     }
     Ok(norm)
+}
+
+/// Returns the global L2 norm of the gradients.
+pub fn grad_norm(grads: &HashMap<String, Tensor>) -> Result<f64> {
+    let mut total = 0.0;
+    for grad in grads.values() {
+        total += if fused::applies(&[grad]) {
+            fused::sum_of_squares(grad)?
+        } else {
+            grad.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?
+        };
+    }
+    Ok(total.sqrt())
+}
+
+/// Returns the factor that brings a gradient norm down to `max_norm` (when it is positive and
+/// the norm is larger), else 1.
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if max_norm > 0.0 && norm > max_norm {
+        max_norm / (norm + 1e-12)
+    } else {
+        1.0
+    }
 }
