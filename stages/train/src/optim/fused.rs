@@ -10,9 +10,9 @@ const CHUNK: usize = 16 * 1024;
 
 /// Returns whether every tensor can take the single-pass path: contiguous `f32` on the CPU.
 pub fn applies(tensors: &[&Tensor]) -> bool {
-    tensors.iter().all(|t| {
-        t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous()
-    })
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous())
 }
 
 fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
@@ -22,7 +22,10 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'
     }
 }
 
-fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::Result<&'a mut [f32]> {
+fn slice_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a mut [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(values), Some((start, end))) => Ok(&mut values[start..end]),
         _ => candle_core::bail!("the fused optimizer takes contiguous f32 tensors"),
@@ -118,7 +121,8 @@ impl InplaceOp3 for WeightUpdate {
             .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
             .for_each(|(weight, (m, v))| {
                 for ((w, &m), &v) in weight.iter_mut().zip(m).zip(v) {
-                    let update = (m / self.correction1) / ((v / self.correction2).sqrt() + self.eps);
+                    let update =
+                        (m / self.correction1) / ((v / self.correction2).sqrt() + self.eps);
                     *w = *w * self.shrink - self.lr * update;
                 }
             });

@@ -143,7 +143,9 @@ impl AdamW {
 
             // One pass per tensor, in place, where every tensor is contiguous f32 on the CPU.
             if fused::applies(&[theta, &grad, &state.m, &state.v]) {
-                for (moment, decay, square) in [(&state.m, c.beta1, false), (&state.v, c.beta2, true)] {
+                for (moment, decay, square) in
+                    [(&state.m, c.beta1, false), (&state.v, c.beta2, true)]
+                {
                     let update = fused::MomentUpdate {
                         decay: decay as f32,
                         grad_scale: grad_scale as f32,
@@ -153,7 +155,11 @@ impl AdamW {
                 }
                 let update = fused::WeightUpdate {
                     lr: lr as f32,
-                    shrink: if decays { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 },
+                    shrink: if decays {
+                        (1.0 - lr * c.weight_decay) as f32
+                    } else {
+                        1.0
+                    },
                     correction1: correction1 as f32,
                     correction2: correction2 as f32,
                     eps: c.eps as f32,
@@ -162,7 +168,11 @@ impl AdamW {
                 continue;
             }
 
-            let grad = if grad_scale == 1.0 { grad } else { (grad * grad_scale)? };
+            let grad = if grad_scale == 1.0 {
+                grad
+            } else {
+                (grad * grad_scale)?
+            };
             state.m = ((&state.m * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
             state.v = ((&state.v * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
             let m_hat = (&state.m / correction1)?;
@@ -236,7 +246,10 @@ pub fn grad_norm(grads: &HashMap<String, Tensor>) -> Result<f64> {
         total += if fused::applies(&[grad]) {
             fused::sum_of_squares(grad)?
         } else {
-            grad.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?
+            grad.to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?
         };
     }
     Ok(total.sqrt())

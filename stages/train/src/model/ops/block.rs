@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::linear::{View, multiply};
+use super::linear::{View, multiply, product};
 use super::rms_norm::{add_weight_grad_row, input_grad_row, inverse_rms, normalize_row};
 use super::rotary::rotate;
 use super::softmax::{softmax_grad_in_place, softmax_in_place};
@@ -216,11 +216,7 @@ impl Block {
         let scale = 1.0 / (d as f32).sqrt();
 
         let (h1, attn_r) = norm_rows(x, &self.attn_norm, c, s.eps);
-        let mut qkv = vec![0f32; rows * width];
-        multiply(
-            &mut qkv,
-            width,
-            false,
+        let mut qkv = product(
             (rows, width, c),
             View::rows(&h1, c),
             View::transposed(&self.qkv, c),
@@ -248,18 +244,8 @@ impl Block {
                 for (i, row) in p.chunks_exact_mut(time).enumerate() {
                     softmax_in_place(row, scale, i + 1);
                 }
-                let mut out = vec![0f32; time * d];
                 let v = View::rows(&qkv[base + vo..], width);
-                multiply(
-                    &mut out,
-                    d,
-                    false,
-                    (time, d, time),
-                    View::rows(p, time),
-                    v,
-                    false,
-                );
-                out
+                product((time, d, time), View::rows(p, time), v, false)
             })
             .collect();
         let mut attended = vec![0f32; rows * c];
@@ -282,11 +268,7 @@ impl Block {
             true,
         );
         let (h2, ffn_r) = norm_rows(&x2, &self.ffn_norm, c, s.eps);
-        let mut gate_up = vec![0f32; rows * 2 * s.ffn];
-        multiply(
-            &mut gate_up,
-            2 * s.ffn,
-            false,
+        let gate_up = product(
             (rows, 2 * s.ffn, c),
             View::rows(&h2, c),
             View::transposed(&self.gate_up, c),
@@ -340,21 +322,13 @@ impl Block {
         let scale = 1.0 / (d as f32).sqrt();
 
         // Feed-forward: out = x2 + down(silu(gate) * up) of norm(x2).
-        let mut d_act = vec![0f32; rows * f];
-        multiply(
-            &mut d_act,
-            f,
-            false,
+        let d_act = product(
             (rows, f, c),
             View::rows(grad, c),
             View::rows(&self.down, f),
             true,
         );
-        let mut d_down = vec![0f32; c * f];
-        multiply(
-            &mut d_down,
-            f,
-            false,
+        let d_down = product(
             (c, f, rows),
             View::transposed(grad, c),
             View::rows(&saved.activated, f),
@@ -374,21 +348,13 @@ impl Block {
                     d_up[i] = da[i] * gate[i] * sg;
                 }
             });
-        let mut dh2 = vec![0f32; rows * c];
-        multiply(
-            &mut dh2,
-            c,
-            false,
+        let dh2 = product(
             (rows, c, 2 * f),
             View::rows(&d_gate_up, 2 * f),
             View::rows(&self.gate_up, c),
             true,
         );
-        let mut d_gate_up_w = vec![0f32; 2 * f * c];
-        multiply(
-            &mut d_gate_up_w,
-            c,
-            false,
+        let d_gate_up_w = product(
             (2 * f, c, rows),
             View::transposed(&d_gate_up, 2 * f),
             View::rows(&saved.h2, c),
@@ -398,21 +364,13 @@ impl Block {
             norm_backward(&saved.x2, &self.ffn_norm, &dh2, &saved.ffn_r, grad, c);
 
         // Attention: x2 = x + output(attention(rotated q, k, v of norm(x))).
-        let mut d_att = vec![0f32; rows * c];
-        multiply(
-            &mut d_att,
-            c,
-            false,
+        let d_att = product(
             (rows, c, c),
             View::rows(&dx2, c),
             View::rows(&self.output, c),
             true,
         );
-        let mut d_output = vec![0f32; c * c];
-        multiply(
-            &mut d_output,
-            c,
-            false,
+        let d_output = product(
             (c, c, rows),
             View::transposed(&dx2, c),
             View::rows(&saved.attended, c),
@@ -426,26 +384,13 @@ impl Block {
                 let base = b * time * width;
                 let p = &saved.probs[bh * time * time..(bh + 1) * time * time];
                 let d_out = View::rows(&d_att[b * time * c + h * d..], c);
-                let mut dp = vec![0f32; time * time];
-                multiply(
-                    &mut dp,
-                    time,
-                    false,
+                let mut dp = product(
                     (time, time, d),
                     d_out,
                     View::transposed(&saved.qkv[base + vo..], width),
                     false,
                 );
-                let mut dv = vec![0f32; time * d];
-                multiply(
-                    &mut dv,
-                    d,
-                    false,
-                    (time, d, time),
-                    View::transposed(p, time),
-                    d_out,
-                    false,
-                );
+                let dv = product((time, d, time), View::transposed(p, time), d_out, false);
                 for (i, (g, y)) in dp
                     .chunks_exact_mut(time)
                     .zip(p.chunks_exact(time))
@@ -453,21 +398,13 @@ impl Block {
                 {
                     softmax_grad_in_place(y, g, scale, i + 1);
                 }
-                let mut dq = vec![0f32; time * d];
-                multiply(
-                    &mut dq,
-                    d,
-                    false,
+                let mut dq = product(
                     (time, d, time),
                     View::rows(&dp, time),
                     View::rows(&saved.qkv[base + ko..], width),
                     false,
                 );
-                let mut dk = vec![0f32; time * d];
-                multiply(
-                    &mut dk,
-                    d,
-                    false,
+                let mut dk = product(
                     (time, d, time),
                     View::transposed(&dp, time),
                     View::rows(&saved.qkv[base + qo..], width),
@@ -499,21 +436,13 @@ impl Block {
                     .for_each(|(r, g)| *r += g);
             }
         }
-        let mut dh1 = vec![0f32; rows * c];
-        multiply(
-            &mut dh1,
-            c,
-            false,
+        let dh1 = product(
             (rows, c, width),
             View::rows(&d_qkv, width),
             View::rows(&self.qkv, c),
             true,
         );
-        let mut d_qkv_w = vec![0f32; width * c];
-        multiply(
-            &mut d_qkv_w,
-            c,
-            false,
+        let d_qkv_w = product(
             (width, c, rows),
             View::transposed(&d_qkv, width),
             View::rows(&saved.h1, c),

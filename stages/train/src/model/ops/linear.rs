@@ -45,19 +45,20 @@ impl<'a> View<'a> {
 /// Writes the m x n product of `lhs` (m x k) and `rhs` (k x n) into `out`, row-major with rows
 /// `out_stride` apart, or adds it to what `out` holds when `accumulate`. `parallel` spreads
 /// the product over rayon's threads.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn multiply(
     out: &mut [f32],
     out_stride: usize,
     accumulate: bool,
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     lhs: View,
     rhs: View,
     parallel: bool,
 ) {
+    let (m, n, k) = dims;
     if m == 0 || n == 0 {
         return;
     }
+    assert!((m - 1) * out_stride + n <= out.len(), "output in bounds");
     if k == 0 {
         if !accumulate {
             for row in 0..m {
@@ -66,10 +67,60 @@ pub(super) fn multiply(
         }
         return;
     }
+    // SAFETY: the output fits `out` (asserted above), which is initialized.
+    unsafe {
+        gemm_raw(
+            out.as_mut_ptr(),
+            out_stride,
+            accumulate,
+            dims,
+            lhs,
+            rhs,
+            parallel,
+        )
+    }
+}
+
+/// Returns the m x n row-major product of `lhs` (m x k) and `rhs` (k x n) in a new buffer.
+pub(super) fn product(
+    dims: (usize, usize, usize),
+    lhs: View,
+    rhs: View,
+    parallel: bool,
+) -> Vec<f32> {
+    let (m, n, k) = dims;
+    let len = m * n;
+    if len == 0 || k == 0 {
+        return vec![0f32; len];
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: the buffer has room for m x n values. Without `accumulate`, gemm writes every
+    // one of them and reads none, so the length can then cover them.
+    unsafe {
+        gemm_raw(out.as_mut_ptr(), n, false, dims, lhs, rhs, parallel);
+        out.set_len(len);
+    }
+    out
+}
+
+/// Runs gemm on a product with positive sizes.
+///
+/// # Safety
+/// `out` must be valid for writes of `(m - 1) * out_stride + n` values, and for reads of them
+/// too when `accumulate`.
+unsafe fn gemm_raw(
+    out: *mut f32,
+    out_stride: usize,
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: View,
+    rhs: View,
+    parallel: bool,
+) {
+    assert!(m > 0 && n > 0 && k > 0, "positive product sizes");
     assert!(
         (m - 1) * lhs.row_stride + (k - 1) * lhs.col_stride < lhs.values.len()
-            && (k - 1) * rhs.row_stride + (n - 1) * rhs.col_stride < rhs.values.len()
-            && (m - 1) * out_stride + n <= out.len(),
+            && (k - 1) * rhs.row_stride + (n - 1) * rhs.col_stride < rhs.values.len(),
         "matrix views in bounds"
     );
     let parallelism = if parallel {
@@ -77,14 +128,14 @@ pub(super) fn multiply(
     } else {
         Parallelism::None
     };
-    // SAFETY: the assert above keeps every read inside `lhs` and `rhs` and every write inside
-    // `out`.
+    // SAFETY: the assert above keeps every read inside `lhs` and `rhs`, and the caller
+    // vouches for `out`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             out_stride as isize,
             accumulate,
@@ -102,13 +153,6 @@ pub(super) fn multiply(
             parallelism,
         );
     }
-}
-
-/// Returns the `m` x `n` row-major product of `lhs` (m x k) and `rhs` (k x n).
-fn product(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
-    let mut out = vec![0f32; m * n];
-    multiply(&mut out, n, false, (m, n, k), lhs, rhs, true);
-    out
 }
 
 /// Returns the matrix sizes of a product of `x` (rows x inputs) by a weight (outputs x inputs).
@@ -163,7 +207,7 @@ impl CustomOp2 for Linear {
             row_stride: 1,
             col_stride: inputs,
         };
-        let out = product(rows, outputs, inputs, lhs, rhs);
+        let out = product((rows, outputs, inputs), lhs, rhs, true);
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().expect("x has a last dimension") = outputs;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
@@ -215,7 +259,7 @@ impl CustomOp2 for InputGrad {
             row_stride: inputs,
             col_stride: 1,
         };
-        let out = product(rows, inputs, outputs, lhs, rhs);
+        let out = product((rows, inputs, outputs), lhs, rhs, true);
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().expect("the gradient has a last dimension") = inputs;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
@@ -259,7 +303,7 @@ impl CustomOp2 for WeightGrad {
             row_stride: inputs,
             col_stride: 1,
         };
-        let out = product(outputs, inputs, rows, lhs, rhs);
+        let out = product((outputs, inputs, rows), lhs, rhs, true);
         Ok((CpuStorage::F32(out), Shape::from((outputs, inputs))))
     }
 }
