@@ -152,8 +152,10 @@ after its prompt. Peak RSS is the whole process.
 {chr(10).join(lines)}
 - Weight formats: `mixed` (default) runs prompts with f32 weights and decoding with 8-bit
   weights. Rows of 8-bit products do not depend on the batch, so a request's text is the same
-  alone or batched. `f32` batches best, but its text may change with the batch. `native` is
-  Q4_1 as stored, which candle has no fast kernel for.
+  alone or batched. With `f32` weights a request's text may change with the batch. `native`
+  is Q4_1 as stored, which candle has no fast kernel for.
+- Kernels: the 8-bit products use AVX-512 with VNNI where the CPU has them, else AVX2.
+  llama.cpp is built with the CPU's vector extensions except AMX (`just bench-local-llama`).
 - Machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gib()}; candle-core {cargo_lock_version('candle-core')}.
 - Date: {date}.
 - Reproduce: `just bench-local` (the scripts are `bench/run_local_bench.py`,

@@ -6,6 +6,10 @@ use candle_core::{DType, Device, Tensor};
 use kenning_train::model::{Llama, ModelConfig};
 
 fn tiny_config(tie: bool) -> ModelConfig {
+    config(tie, 16)
+}
+
+fn config(tie: bool, max_seq_len: usize) -> ModelConfig {
     ModelConfig {
         vocab_size: 37,
         hidden_size: 16,
@@ -13,7 +17,7 @@ fn tiny_config(tie: bool) -> ModelConfig {
         num_layers: 2,
         num_heads: 4,
         num_kv_heads: 2,
-        max_seq_len: 16,
+        max_seq_len,
         tie_embeddings: tie,
         init_std: 0.2,
         ..ModelConfig::default()
@@ -21,8 +25,13 @@ fn tiny_config(tie: bool) -> ModelConfig {
 }
 
 fn batch(device: &Device) -> Tensor {
-    let ids: Vec<u32> = (0..2 * 9).map(|i| (i * 7 + 3) % 37).collect();
-    Tensor::from_vec(ids, (2, 9), device).unwrap()
+    sequences(device, 9)
+}
+
+/// Returns two sequences of `len` token ids.
+fn sequences(device: &Device, len: usize) -> Tensor {
+    let ids: Vec<u32> = (0..2 * len as u32).map(|i| (i * 7 + 3) % 37).collect();
+    Tensor::from_vec(ids, (2, len), device).unwrap()
 }
 
 /// Returns the largest absolute difference of two tensors relative to the larger of 1 and the
@@ -45,16 +54,17 @@ fn relative_difference(got: &Tensor, expected: &Tensor) -> f64 {
     difference.to_scalar::<f64>().unwrap() / scale.max(1.0)
 }
 
-#[test]
-fn fused_gradients_match_composed_gradients() {
+/// Checks loss and gradients of the fused f32 model against the composed f64 model on two
+/// sequences of `len` + 1 tokens.
+fn check_gradients(tie: bool, len: usize) {
     let device = Device::Cpu;
-    for tie in [true, false] {
-        let fused = Llama::new(&tiny_config(tie), 5, DType::F32, &device).unwrap();
-        let reference = Llama::new(&tiny_config(tie), 5, DType::F64, &device).unwrap();
+    {
+        let fused = Llama::new(&config(tie, len), 5, DType::F32, &device).unwrap();
+        let reference = Llama::new(&config(tie, len), 5, DType::F64, &device).unwrap();
         assert!(fused.fused_ops(), "f32 on the CPU takes the fused path");
         assert!(!reference.fused_ops(), "f64 takes the composed path");
 
-        let input = batch(&device);
+        let input = sequences(&device, len + 1);
         let fused_loss = fused.loss(&input).unwrap();
         let reference_loss = reference.loss(&input).unwrap();
         let difference = relative_difference(&fused_loss, &reference_loss);
@@ -81,6 +91,19 @@ fn fused_gradients_match_composed_gradients() {
             );
         }
     }
+}
+
+#[test]
+fn fused_gradients_match_composed_gradients() {
+    for tie in [true, false] {
+        check_gradients(tie, 8);
+    }
+}
+
+#[test]
+fn fused_gradients_match_over_several_attention_tiles() {
+    // Attention runs in tiles of 32 positions: 70 positions make two whole tiles and a part.
+    check_gradients(true, 70);
 }
 
 #[test]

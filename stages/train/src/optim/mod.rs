@@ -264,3 +264,94 @@ pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
         1.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::*;
+
+    fn values(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i * 7 + seed * 13) % 17) as f64 - 8.0) * 0.05)
+            .collect()
+    }
+
+    /// Runs three AdamW steps on a matrix and a vector in `dtype` and returns the final weights.
+    fn run(dtype: DType) -> Vec<Vec<f64>> {
+        let device = Device::Cpu;
+        let tensor = |v: Vec<f64>, shape: &[usize]| {
+            Tensor::from_vec(v, shape, &device)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        let vars = [
+            (
+                "matrix".to_string(),
+                Var::from_tensor(&tensor(values(12, 1), &[3, 4])).unwrap(),
+            ),
+            (
+                "norm".to_string(),
+                Var::from_tensor(&tensor(values(4, 2), &[4])).unwrap(),
+            ),
+        ];
+        let named: Vec<(String, &Var)> = vars.iter().map(|(n, v)| (n.clone(), v)).collect();
+        let config = OptimConfig {
+            weight_decay: 0.1,
+            ..OptimConfig::default()
+        };
+        let mut optimizer = AdamW::new(&config);
+        for step in 0..3 {
+            let grads: HashMap<String, Tensor> = vars
+                .iter()
+                .map(|(name, var)| {
+                    (
+                        name.clone(),
+                        tensor(values(var.elem_count(), step + 3), var.dims()),
+                    )
+                })
+                .collect();
+            optimizer.step_scaled(&named, &grads, 0.01, 0.5).unwrap();
+        }
+        vars.iter()
+            .map(|(_, var)| {
+                let flat = var.as_tensor().flatten_all().unwrap();
+                flat.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_place_steps_match_composed_steps() {
+        // f32 on the CPU takes the in-place path, f64 the composed one.
+        let in_place = run(DType::F32);
+        let composed = run(DType::F64);
+        for (a, b) in in_place.iter().flatten().zip(composed.iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn state_tensors_do_not_change_with_later_steps() {
+        let var = Var::from_tensor(&Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let named = vec![("w".to_string(), &var)];
+        let grads = HashMap::from([(
+            "w".to_string(),
+            Tensor::ones(4, DType::F32, &Device::Cpu).unwrap(),
+        )]);
+        let mut optimizer = AdamW::new(&OptimConfig::default());
+        optimizer.step(&named, &grads, 0.1).unwrap();
+        let saved = optimizer.state_tensors()["m.w"].to_vec1::<f32>().unwrap();
+        optimizer.step(&named, &grads, 0.1).unwrap();
+        let later = optimizer.state_tensors()["m.w"].to_vec1::<f32>().unwrap();
+        assert_ne!(saved, later, "the moment moves with each step");
+        let first = optimizer.state_tensors();
+        optimizer.step(&named, &grads, 0.1).unwrap();
+        assert_eq!(
+            first["m.w"].to_vec1::<f32>().unwrap(),
+            later,
+            "a saved moment stays as saved"
+        );
+    }
+}

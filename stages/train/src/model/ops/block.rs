@@ -19,6 +19,10 @@ use super::softmax::{softmax_grad_in_place, softmax_in_place};
 use super::swiglu::sigmoid;
 use super::{ROWS_PER_TASK, values};
 
+/// Query or key rows per tile of the attention products: the tiles on the diagonal and left
+/// of it are computed, those right of it (masked) are skipped.
+const TILE: usize = 32;
+
 /// Weight gradients from the backward passes of blocks, by weight name, until collected.
 pub type GradSink = Arc<Mutex<Vec<(String, Tensor)>>>;
 
@@ -238,14 +242,40 @@ impl Block {
                 let (b, h) = (bh / s.heads, bh % s.heads);
                 let (qo, ko, vo) = self.head_offsets(h);
                 let base = b * time * width;
-                let q = View::rows(&qkv[base + qo..], width);
-                let k = View::transposed(&qkv[base + ko..], width);
-                multiply(p, time, false, (time, time, d), q, k, false);
-                for (i, row) in p.chunks_exact_mut(time).enumerate() {
-                    softmax_in_place(row, scale, i + 1);
+                // Query rows `start..end` see keys `0..end` at most, so later keys are skipped.
+                let mut out = vec![0f32; time * d];
+                for start in (0..time).step_by(TILE) {
+                    let end = (start + TILE).min(time);
+                    let q = View::rows(&qkv[base + start * width + qo..], width);
+                    let k = View::transposed(&qkv[base + ko..], width);
+                    multiply(
+                        &mut p[start * time..],
+                        time,
+                        false,
+                        (end - start, end, d),
+                        q,
+                        k,
+                        false,
+                    );
+                    for (i, row) in p[start * time..end * time]
+                        .chunks_exact_mut(time)
+                        .enumerate()
+                    {
+                        softmax_in_place(row, scale, start + i + 1);
+                    }
+                    let probs = View::rows(&p[start * time..], time);
+                    let v = View::rows(&qkv[base + vo..], width);
+                    multiply(
+                        &mut out[start * d..],
+                        d,
+                        false,
+                        (end - start, d, end),
+                        probs,
+                        v,
+                        false,
+                    );
                 }
-                let v = View::rows(&qkv[base + vo..], width);
-                product((time, d, time), View::rows(p, time), v, false)
+                out
             })
             .collect();
         let mut attended = vec![0f32; rows * c];
@@ -383,33 +413,73 @@ impl Block {
                 let (qo, ko, vo) = self.head_offsets(h);
                 let base = b * time * width;
                 let p = &saved.probs[bh * time * time..(bh + 1) * time * time];
-                let d_out = View::rows(&d_att[b * time * c + h * d..], c);
-                let mut dp = product(
-                    (time, time, d),
-                    d_out,
-                    View::transposed(&saved.qkv[base + vo..], width),
-                    false,
-                );
-                let dv = product((time, d, time), View::transposed(p, time), d_out, false);
-                for (i, (g, y)) in dp
-                    .chunks_exact_mut(time)
-                    .zip(p.chunks_exact(time))
-                    .enumerate()
-                {
-                    softmax_grad_in_place(y, g, scale, i + 1);
+                let q_rows =
+                    |from: usize| View::rows(&saved.qkv[base + from * width + qo..], width);
+                let d_out = |from: usize| View::rows(&d_att[(b * time + from) * c + h * d..], c);
+
+                // Query rows `start..end`: gradients of their probabilities, scores and queries,
+                // over keys `0..end` only.
+                let mut dp = vec![0f32; time * time];
+                let mut dq = vec![0f32; time * d];
+                for start in (0..time).step_by(TILE) {
+                    let end = (start + TILE).min(time);
+                    let v = View::transposed(&saved.qkv[base + vo..], width);
+                    multiply(
+                        &mut dp[start * time..],
+                        time,
+                        false,
+                        (end - start, end, d),
+                        d_out(start),
+                        v,
+                        false,
+                    );
+                    let rows = dp[start * time..end * time].chunks_exact_mut(time);
+                    for (i, (g, y)) in rows
+                        .zip(p[start * time..end * time].chunks_exact(time))
+                        .enumerate()
+                    {
+                        softmax_grad_in_place(y, g, scale, start + i + 1);
+                    }
+                    let scores = View::rows(&dp[start * time..], time);
+                    let k = View::rows(&saved.qkv[base + ko..], width);
+                    multiply(
+                        &mut dq[start * d..],
+                        d,
+                        false,
+                        (end - start, d, end),
+                        scores,
+                        k,
+                        false,
+                    );
                 }
-                let mut dq = product(
-                    (time, d, time),
-                    View::rows(&dp, time),
-                    View::rows(&saved.qkv[base + ko..], width),
-                    false,
-                );
-                let mut dk = product(
-                    (time, d, time),
-                    View::transposed(&dp, time),
-                    View::rows(&saved.qkv[base + qo..], width),
-                    false,
-                );
+
+                // Key rows `start..end`: gradients of keys and values, from queries
+                // `start..time` only.
+                let mut dk = vec![0f32; time * d];
+                let mut dv = vec![0f32; time * d];
+                for start in (0..time).step_by(TILE) {
+                    let (end, queries) = ((start + TILE).min(time), time - start);
+                    let probs = View::transposed(&p[start * time + start..], time);
+                    multiply(
+                        &mut dv[start * d..],
+                        d,
+                        false,
+                        (end - start, d, queries),
+                        probs,
+                        d_out(start),
+                        false,
+                    );
+                    let scores = View::transposed(&dp[start * time + start..], time);
+                    multiply(
+                        &mut dk[start * d..],
+                        d,
+                        false,
+                        (end - start, d, queries),
+                        scores,
+                        q_rows(start),
+                        false,
+                    );
+                }
                 for t in 0..time {
                     let (cos, sin) = self.tables(t);
                     rotate(&mut dq[t * d..(t + 1) * d], cos, sin, true);
