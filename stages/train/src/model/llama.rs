@@ -286,7 +286,15 @@ impl Llama {
         self.run(ids, Some(cache))
     }
 
-    fn run(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn run(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let x = self.hidden_states(ids, cache)?;
+        let output = self.output.as_ref().unwrap_or(&self.token_embd);
+        self.linear(&x, output)
+    }
+
+    /// Returns the normalized hidden states of `ids`, shape (batch, time, hidden), that the
+    /// output layer turns into logits.
+    fn hidden_states(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (batch, time) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len);
         if offset + time > self.config.max_seq_len {
@@ -322,9 +330,7 @@ impl Llama {
             cache.len += time;
         }
 
-        let x = self.rms_norm(&x, &self.output_norm)?;
-        let output = self.output.as_ref().unwrap_or(&self.token_embd);
-        self.linear(&x, output)
+        self.rms_norm(&x, &self.output_norm)
     }
 
     /// Returns the gradient of every weight that has one, by GGUF name, from the store of a
@@ -352,12 +358,16 @@ impl Llama {
         let (_, length) = sequences.dims2()?;
         let inputs = sequences.narrow(1, 0, length - 1)?;
         let targets = sequences.narrow(1, 1, length - 1)?;
-        let logits = self.forward(&inputs)?;
         let vocab = self.config.vocab_size;
-        let (logits, targets) = (logits.reshape(((), vocab))?, targets.flatten_all()?);
+        let targets = targets.flatten_all()?;
         if self.fused && targets.dtype() == DType::U32 {
-            return Ok(ops::cross_entropy(&logits, &targets)?);
+            // The output layer and the loss as one operation: the logits stay out of the graph.
+            let x = self.hidden_states(&inputs, None)?;
+            let x = x.reshape(((), self.config.hidden_size))?;
+            let output = self.output.as_ref().unwrap_or(&self.token_embd);
+            return Ok(ops::linear_cross_entropy(&x, output.as_tensor(), &targets)?);
         }
+        let logits = self.forward(&inputs)?.reshape(((), vocab))?;
         Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }
 

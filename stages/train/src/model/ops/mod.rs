@@ -17,7 +17,7 @@ mod softmax;
 mod swiglu;
 
 pub use block::{BlockShape, BlockWeights, GradSink, decoder_block};
-pub use cross_entropy::cross_entropy;
+pub use cross_entropy::{cross_entropy, linear_cross_entropy};
 pub use heads::{merge_heads, split_heads};
 pub use linear::linear;
 pub use rms_norm::rms_norm;
@@ -242,6 +242,22 @@ mod tests {
             &inputs,
             |t| merge_heads(&t[0]).unwrap(),
             |t| t[0].transpose(1, 2).unwrap().reshape((2, 5, 12)).unwrap(),
+        );
+    }
+
+    #[test]
+    fn linear_cross_entropy_matches_composed_form() {
+        let targets = Tensor::from_vec((0..40u32).map(|i| i * 5 % 33).collect(), 40, &Device::Cpu);
+        let targets = targets.unwrap();
+        let inputs = [random(&[40, 12], 14), random(&[33, 12], 15)];
+        check(
+            "linear_cross_entropy",
+            &inputs,
+            |t| linear_cross_entropy(&t[0], &t[1], &targets).unwrap(),
+            |t| {
+                let logits = t[0].matmul(&t[1].t().unwrap()).unwrap();
+                candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
+            },
         );
     }
 
