@@ -21,6 +21,24 @@ const ROWS_PER_TASK: usize = 16;
 /// Input rows computed together against one weight row.
 const GROUP: usize = 8;
 
+/// Calls `$group::<N>($weights, $rows, $out)` with `N` the number of rows in `$out`, from 1 to
+/// [`GROUP`], so that each group size gets its own unrolled kernel.
+macro_rules! dispatch_group {
+    ($group:ident, $weights:expr, $rows:expr, $out:expr) => {
+        match $out.len() {
+            1 => $group::<1>($weights, $rows, $out),
+            2 => $group::<2>($weights, $rows, $out),
+            3 => $group::<3>($weights, $rows, $out),
+            4 => $group::<4>($weights, $rows, $out),
+            5 => $group::<5>($weights, $rows, $out),
+            6 => $group::<6>($weights, $rows, $out),
+            7 => $group::<7>($weights, $rows, $out),
+            GROUP => $group::<GROUP>($weights, $rows, $out),
+            rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
+        }
+    };
+}
+
 /// Lanes of 32-bit values in half of a 512-bit register: the VNNI kernel holds one block per
 /// half.
 const HALF_LANES: usize = 8;
@@ -395,19 +413,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_dots(weights: &WeightRow, rows: &Rows, out: &mut [f32]) {
         // SAFETY: same CPU features as this function.
-        unsafe {
-            match out.len() {
-                1 => group::<1>(weights, rows, out),
-                2 => group::<2>(weights, rows, out),
-                3 => group::<3>(weights, rows, out),
-                4 => group::<4>(weights, rows, out),
-                5 => group::<5>(weights, rows, out),
-                6 => group::<6>(weights, rows, out),
-                7 => group::<7>(weights, rows, out),
-                GROUP => group::<GROUP>(weights, rows, out),
-                rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
-            }
-        }
+        unsafe { dispatch_group!(group, weights, rows, out) }
     }
 
     /// Input rows `start..start + N` against one weight row, each with its own accumulator, so
@@ -475,19 +481,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn row_dots(weights: &WeightRow, rows: &Rows, out: &mut [f32]) {
         // SAFETY: same CPU features as this function.
-        unsafe {
-            match out.len() {
-                1 => group::<1>(weights, rows, out),
-                2 => group::<2>(weights, rows, out),
-                3 => group::<3>(weights, rows, out),
-                4 => group::<4>(weights, rows, out),
-                5 => group::<5>(weights, rows, out),
-                6 => group::<6>(weights, rows, out),
-                7 => group::<7>(weights, rows, out),
-                GROUP => group::<GROUP>(weights, rows, out),
-                rows => panic!("{rows} input rows; a group has 1 to {GROUP}"),
-            }
-        }
+        unsafe { dispatch_group!(group, weights, rows, out) }
     }
 
     /// Input rows `start..start + N` against one weight row, two blocks per step, each row

@@ -54,6 +54,23 @@ struct Block {
     ffn_down: Var,
 }
 
+impl Block {
+    /// Returns the weights with their GGUF part names, in the order of a block's computation.
+    fn parts(&self) -> [(&'static str, &Var); 9] {
+        [
+            ("attn_norm", &self.attn_norm),
+            ("attn_q", &self.attn_q),
+            ("attn_k", &self.attn_k),
+            ("attn_v", &self.attn_v),
+            ("attn_output", &self.attn_output),
+            ("ffn_norm", &self.ffn_norm),
+            ("ffn_gate", &self.ffn_gate),
+            ("ffn_up", &self.ffn_up),
+            ("ffn_down", &self.ffn_down),
+        ]
+    }
+}
+
 /// A llama-style decoder whose weights are candle variables, so it can be trained.
 pub struct Llama {
     config: ModelConfig,
@@ -208,18 +225,7 @@ impl Llama {
     pub fn named_vars(&self) -> Vec<(String, &Var)> {
         let mut vars = vec![("token_embd.weight".to_string(), &self.token_embd)];
         for (layer, block) in self.blocks.iter().enumerate() {
-            let parts = [
-                ("attn_norm", &block.attn_norm),
-                ("attn_q", &block.attn_q),
-                ("attn_k", &block.attn_k),
-                ("attn_v", &block.attn_v),
-                ("attn_output", &block.attn_output),
-                ("ffn_norm", &block.ffn_norm),
-                ("ffn_gate", &block.ffn_gate),
-                ("ffn_up", &block.ffn_up),
-                ("ffn_down", &block.ffn_down),
-            ];
-            for (part, var) in parts {
+            for (part, var) in block.parts() {
                 vars.push((format!("blk.{layer}.{part}.weight"), var));
             }
         }
@@ -424,17 +430,7 @@ impl Llama {
     /// Runs block `index` over `x` as one fused operation, from position zero and without a
     /// cache.
     fn fused_block(&self, index: usize, block: &Block, x: &Tensor) -> Result<Tensor> {
-        let parts = [
-            ("attn_norm", &block.attn_norm),
-            ("attn_q", &block.attn_q),
-            ("attn_k", &block.attn_k),
-            ("attn_v", &block.attn_v),
-            ("attn_output", &block.attn_output),
-            ("ffn_norm", &block.ffn_norm),
-            ("ffn_gate", &block.ffn_gate),
-            ("ffn_up", &block.ffn_up),
-            ("ffn_down", &block.ffn_down),
-        ];
+        let parts = block.parts();
         let weights = ops::BlockWeights {
             tensors: parts.map(|(_, var)| var.as_tensor()),
             names: parts.map(|(part, _)| format!("blk.{index}.{part}.weight")),

@@ -43,17 +43,6 @@ fn targets<'a>(
     Ok(ids)
 }
 
-/// Writes `exp(row - max(row))` into `out` and returns `log(sum(exp(row)))` and the sum of
-/// `out`.
-fn exp_row(row: &[f32], out: &mut [f32]) -> (f32, f32) {
-    let largest = lanes::max(row);
-    for (o, &v) in out.iter_mut().zip(row) {
-        *o = exp(v - largest);
-    }
-    let total = lanes::sum(out);
-    (largest + total.ln(), total)
-}
-
 /// The loss. Its forward pass also computes the gradient of the mean loss with respect to the
 /// logits, `(softmax(row) - onehot(target)) / rows`, while the exponentials are at hand, and
 /// keeps it for the backward pass.
@@ -78,28 +67,9 @@ impl CustomOp2 for CrossEntropy {
         let vocab = row_len(l1, self.name())?;
         let rows = logits.len() / vocab;
         let ids = targets(s2, l2, rows, vocab, self.name())?;
-        let inverse_rows = 1.0 / rows.max(1) as f32;
-        let mut grad = vec![0f32; logits.len()];
-        // Losses of fixed row ranges, added in order: the same result on every run.
-        let partials: Vec<f64> = grad
-            .par_chunks_mut(vocab * ROWS_PER_TASK)
-            .zip(logits.par_chunks(vocab * ROWS_PER_TASK))
-            .zip(ids.par_chunks(ROWS_PER_TASK))
-            .map(|((grad, logits), ids)| {
-                let rows = grad.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab));
-                let mut loss = 0f64;
-                for ((grad, row), &id) in rows.zip(ids) {
-                    let id = id as usize;
-                    let (log_total, total) = exp_row(row, grad);
-                    loss += f64::from(log_total - row[id]);
-                    let scale = inverse_rows / total;
-                    grad.iter_mut().for_each(|g| *g *= scale);
-                    grad[id] -= inverse_rows;
-                }
-                loss
-            })
-            .collect();
-        let mean = partials.iter().sum::<f64>() / rows.max(1) as f64;
+        let mut grad = logits.to_vec();
+        let loss = loss_and_logit_grads(&mut grad, ids, vocab);
+        let mean = loss / rows.max(1) as f64;
         *self.grad.lock().unwrap_or_else(|e| e.into_inner()) = Some(grad);
         Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
     }

@@ -30,6 +30,19 @@ fn same_len(a: &[f32], b: &[f32], op: &'static str) -> candle_core::Result<()> {
     Ok(())
 }
 
+/// Returns `f(a[i], b[i])` for every `i`, computed in parallel.
+fn map_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(out, (a, b))| {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        });
+    out
+}
+
 struct SwiGlu;
 
 impl CustomOp2 for SwiGlu {
@@ -47,14 +60,7 @@ impl CustomOp2 for SwiGlu {
         let gate = values(s1, l1, self.name())?;
         let up = values(s2, l2, self.name())?;
         same_len(gate, up, self.name())?;
-        let mut out = vec![0f32; gate.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-            .for_each(|(out, (gate, up))| {
-                for ((o, &a), &u) in out.iter_mut().zip(gate).zip(up) {
-                    *o = a * sigmoid(a) * u;
-                }
-            });
+        let out = map_pairs(gate, up, |a, u| a * sigmoid(a) * u);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -126,14 +132,7 @@ impl CustomOp2 for UpGrad {
         let gate = values(s1, l1, self.name())?;
         let grad = values(s2, l2, self.name())?;
         same_len(gate, grad, self.name())?;
-        let mut out = vec![0f32; gate.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(gate.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-            .for_each(|(out, (gate, grad))| {
-                for ((o, &a), &g) in out.iter_mut().zip(gate).zip(grad) {
-                    *o = g * a * sigmoid(a);
-                }
-            });
+        let out = map_pairs(gate, grad, |a, g| g * a * sigmoid(a));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
