@@ -6,9 +6,9 @@ Builds `stages/train/examples/bench_train.rs` in release mode and runs it, and r
 environment, `.venv-bench-train`. That environment gets `torch` from PyPI on first use. PyPI's
 default wheel is the CUDA build, about 5 GB with its NVIDIA packages, and it runs on CPU. Both
 sides use every core. Each side runs `--runs` times, the two sides taking turns, and the
-medians are reported. With `--skip-torch` only the candle side runs and the PyTorch column says
-so. The section between the markers of the
-train section of the page is replaced, and the rest of the page is left as it is.
+medians are reported. With `--skip-torch` only the candle side runs, and the PyTorch column
+reports that. The section between the markers of the train section of the page is replaced,
+and the rest of the page is left as it is.
 """
 
 import argparse

@@ -2,8 +2,8 @@
 //! the CPU in `f32`.
 //!
 //! Candle's backward pass gives every node of the graph a zeroed gradient buffer and adds each
-//! contribution into it, so a block built from single operations costs a dozen allocations,
-//! fills and additions over its activations on top of the arithmetic. Here the block is one
+//! contribution into it. A block built from single operations therefore costs a dozen
+//! allocations, fills and additions over its activations on top of the arithmetic. Here the block is one
 //! node: its forward pass keeps the activations its backward pass needs, and the backward pass
 //! computes the input gradient for candle and hands the weight gradients to a [`GradSink`].
 
@@ -85,7 +85,7 @@ pub fn decoder_block(
     x.contiguous()?.apply_op1(op)
 }
 
-/// What the forward pass keeps for the backward pass.
+/// Activations that the forward pass keeps for the backward pass.
 struct Saved {
     batch: usize,
     time: usize,

@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor
 use kenning_local::exp::exp;
 use rayon::prelude::*;
 
-use super::linear::{View, multiply, product};
+use super::linear::{View, product};
 use super::{ROWS_PER_TASK, lanes, row_len, values};
 
 /// Returns the mean over rows of `-log softmax(logits)[target]`, for `logits` of shape
@@ -195,6 +195,7 @@ impl CustomOp3 for LinearCrossEntropy {
         if scale != 1.0 {
             logits_grad.iter_mut().for_each(|g| *g *= scale);
         }
+
         let (rows, hidden) = x.dims2()?;
         let vocab = weight.dim(0)?;
         let x_values = x.flatten_all()?.to_vec1::<f32>()?;
@@ -205,16 +206,13 @@ impl CustomOp3 for LinearCrossEntropy {
             View::rows(&weight_values, hidden),
             true,
         );
-        let mut grad_weight = vec![0f32; vocab * hidden];
-        multiply(
-            &mut grad_weight,
-            hidden,
-            false,
+        let grad_weight = product(
             (vocab, hidden, rows),
             View::transposed(&logits_grad, vocab),
             View::rows(&x_values, hidden),
             true,
         );
+
         let grad_x = Tensor::from_vec(grad_x, (rows, hidden), x.device())?;
         let grad_weight = Tensor::from_vec(grad_weight, (vocab, hidden), weight.device())?;
         Ok((Some(grad_x), Some(grad_weight), None))

@@ -117,7 +117,9 @@ unsafe fn gemm_raw(
     rhs: View,
     parallel: bool,
 ) {
-    assert!(m > 0 && n > 0 && k > 0, "positive product sizes");
+    assert!(m > 0, "product with no rows");
+    assert!(n > 0, "product with no columns");
+    assert!(k > 0, "product over an empty inner dimension");
     assert!(
         (m - 1) * lhs.row_stride + (k - 1) * lhs.col_stride < lhs.values.len()
             && (k - 1) * rhs.row_stride + (n - 1) * rhs.col_stride < rhs.values.len(),

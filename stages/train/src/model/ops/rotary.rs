@@ -16,7 +16,7 @@ pub fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::
 }
 
 /// Turns the adjacent pairs of each head in `row` by the angles whose cosines and sines are
-/// given, or back by them when `inverse`. `row` holds whole heads of `2 * cos.len()` values.
+/// given, or back by them when `inverse`. `row` contains whole heads of `2 * cos.len()` values.
 pub(super) fn rotate(row: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
     let sign = if inverse { -1.0 } else { 1.0 };
     for head in row.chunks_exact_mut(2 * cos.len()) {

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::{ROWS_PER_TASK, lanes, row_len, values};
 
 /// Returns `softmax(scale * scores)` over the last dimension, where query `t` of the `time`
-/// new positions (the second-to-last dimension) sees keys `0..=offset + t` only; later keys
+/// new positions (the second-to-last dimension) attends to keys `0..=offset + t` only; later keys
 /// get zero weight. `scores` has shape (..., time, offset + time), and `scale` is positive.
 pub fn causal_softmax(scores: &Tensor, scale: f32, offset: usize) -> candle_core::Result<Tensor> {
     if !(scale > 0.0) {
