@@ -311,7 +311,7 @@ Each generator ran in its own process, one after the other: kenning {args.runs} 
 - Machine: {cpu_model()}, {os.cpu_count()} CPUs, {memory_gib()} RAM, {platform.system()} {platform.release()}. Load average (1, 5, 15 min) when the driver started, before any wait: {load_before}; after the last run: {load_after}. {load_notes(args, all_runs)}
 - Versions: parquet crate {cargo_lock_version('parquet')}, zstd-sys {cargo_lock_version('zstd-sys')}, {rustc_version}, pyarrow {pyarrow_version}, Python {platform.python_version()}.
 - Date: {date}.
-- Reproduce: `{reproduce}` (`just bench` runs this and the shard-writer benchmark). The scripts are `bench/run_bios_bench.py` and `bench/bios_python.py`.
+- Reproduce: `{reproduce}` (`just bench` runs it with the other benchmarks; `--binary` names a release build of `kenning` to time, which the script otherwise builds). The scripts are `bench/run_bios_bench.py` and `bench/bios_python.py`.
 {END_MARKER}
 """
 
