@@ -6,9 +6,10 @@ use rayon::prelude::*;
 
 use super::{ROWS_PER_TASK, lanes, row_len, values};
 
-/// Returns `softmax(scale * scores)` over the last dimension, where query `t` of the `time`
-/// new positions (the second-to-last dimension) attends to keys `0..=offset + t` only; later keys
-/// get zero weight. `scores` has shape (..., time, offset + time), and `scale` is positive.
+/// Returns `softmax(scale * scores)` over the last dimension with a causal mask. Query `t` of
+/// the `time` new positions (the second-to-last dimension) attends to keys `0..=offset + t`
+/// only, so later keys get zero weight. `scores` has shape (..., time, offset + time), and
+/// `scale` is positive.
 pub fn causal_softmax(scores: &Tensor, scale: f32, offset: usize) -> candle_core::Result<Tensor> {
     if !(scale > 0.0) {
         candle_core::bail!("causal-softmax needs a positive scale, got {scale}")
